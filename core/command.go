@@ -1,0 +1,205 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dtcall/dtcall/transport"
+	"github.com/dtcall/dtcall/wire"
+)
+
+// commandConn is one client's command channel: a read loop that runs the
+// commands and a write loop that sends the replies queued for it.
+type commandConn struct {
+	srv  *Server
+	conn transport.Conn
+	log  *slog.Logger
+	out  chan []byte // replies, written in order by writeLoop
+
+	closeOnce sync.Once
+	closed    chan struct{}
+
+	sess *Session // owned by readLoop; nil until login
+}
+
+// ServeCommand serves one command connection until it ends, then ends its
+// session (the other party of a call is told). It closes c.
+func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
+	if !s.track(c) {
+		c.Close()
+		return
+	}
+	defer s.untrack(c)
+	cc := &commandConn{
+		srv:    s,
+		conn:   c,
+		log:    s.log.With("peer", c.RemoteAddr().Addr().String()),
+		out:    make(chan []byte, s.cfg.ReplyQueue),
+		closed: make(chan struct{}),
+	}
+	stop := context.AfterFunc(ctx, cc.close)
+	defer stop()
+
+	var wg sync.WaitGroup
+	wg.Go(cc.writeLoop)
+	err := cc.readLoop(ctx)
+	cc.close()
+	wg.Wait()
+	cc.ended(err)
+}
+
+// close closes the connection; both loops then end. Safe to call any number
+// of times from any goroutine.
+func (c *commandConn) close() {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.conn.Close()
+	})
+}
+
+// send queues msg. It never blocks: a client whose queue is full is not
+// reading its replies and is disconnected (commands are never dropped).
+func (c *commandConn) send(msg []byte) {
+	select {
+	case c.out <- msg:
+	default:
+		c.srv.metrics.slowConsumers.Add(1)
+		c.log.Warn("reply queue full; disconnecting slow client", "tag", "conn", "dir", "error")
+		c.close()
+	}
+}
+
+// writeLoop writes queued replies, one message per write, each within the
+// write timeout.
+func (c *commandConn) writeLoop() {
+	for {
+		select {
+		case msg := <-c.out:
+			c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			if err := c.conn.WriteMessage(msg); err != nil {
+				c.srv.metrics.writeTimeouts.Add(1)
+				c.log.Debug("reply write failed", "tag", "conn", "dir", "error", "err", err)
+				c.close()
+				return
+			}
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+// readLoop reads and runs commands until the connection fails or closes.
+// Before login the connection has LoginTimeout in all; after it, each
+// message must come within IdleTimeout of the last.
+func (c *commandConn) readLoop(ctx context.Context) error {
+	c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.LoginTimeout))
+	for {
+		msg, err := c.conn.ReadMessage()
+		if err != nil {
+			return err
+		}
+		if c.sess != nil {
+			c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+		}
+		if wire.IsKeepalive(msg) {
+			continue
+		}
+		c.handle(ctx, msg)
+	}
+}
+
+// handle runs one command message.
+func (c *commandConn) handle(ctx context.Context, msg []byte) {
+	s := c.srv
+	cmd, err := wire.ParseCommand(msg)
+	switch {
+	case err != nil:
+		c.invalid("malformed command", err)
+	case !s.fresh(cmd.Time):
+		c.invalid("timestamp outside the window", nil)
+	case cmd.Verb == wire.Login:
+		c.login(ctx, cmd)
+	case c.sess == nil:
+		c.invalid(cmd.Verb.String()+" before login", nil)
+	case cmd.Session != c.sess.id:
+		c.invalid(cmd.Verb.String()+" with a session id not of this connection", nil)
+	case cmd.Verb == wire.Lookup:
+		c.send(wire.LookupReply(s.now(), cmd.Arg, s.accounts.Exists(cmd.Arg)))
+	default:
+		s.mu.Lock()
+		refusal := s.dispatchLocked(c.sess, cmd)
+		s.mu.Unlock()
+		if refusal != "" {
+			c.invalid(cmd.Verb.String()+": "+refusal, nil)
+		}
+	}
+}
+
+// invalid answers a refused command. why goes to the debug log only.
+func (c *commandConn) invalid(why string, err error) {
+	c.srv.metrics.invalid.Add(1)
+	c.log.Debug("refused command", "tag", "command", "dir", "inbound", "why", why, "err", err)
+	c.send(wire.InvalidReply(c.srv.now()))
+}
+
+// login checks the password off the core's lock (scrypt is slow and its
+// checks are bounded by Accounts), then starts the session. A wrong password
+// never touches the user's existing session.
+func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
+	s := c.srv
+	if c.sess != nil {
+		c.invalid("login on a connection that is logged in already", nil)
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, s.cfg.LoginTimeout)
+	err := s.accounts.Authenticate(actx, cmd.Arg, cmd.Password)
+	cancel()
+	if err != nil {
+		s.metrics.loginsRefused.Add(1)
+		c.log.Info("login refused", "tag", "login", "dir", "inbound", "user", cmd.Arg, "err", err)
+		c.invalid("login refused", err)
+		return
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		c.invalid("login while shutting down", ErrClosed)
+		return
+	}
+	c.sess = s.startSessionLocked(c, cmd.Arg)
+	s.mu.Unlock()
+	s.metrics.loginsOK.Add(1)
+	c.sess.log.Info("logged in", "tag", "login", "dir", "inbound")
+	c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+}
+
+// ended runs once the connection is gone: the session ends with it.
+func (c *commandConn) ended(err error) {
+	if c.sess == nil {
+		return
+	}
+	s := c.srv
+	s.mu.Lock()
+	wasLive := !c.sess.ended
+	s.endSessionLocked(c.sess)
+	s.mu.Unlock()
+	if wasLive {
+		c.sess.log.Info("logged out", "tag", "login", "dir", "system", "reason", connEndReason(err))
+	}
+}
+
+// connEndReason describes why a read loop ended, for logs.
+func connEndReason(err error) string {
+	var te interface{ Timeout() bool }
+	switch {
+	case err == nil:
+		return "closed"
+	case errors.As(err, &te) && te.Timeout():
+		return "idle timeout"
+	default:
+		return err.Error()
+	}
+}

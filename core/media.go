@@ -1,0 +1,259 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dtcall/dtcall/transport"
+	"github.com/dtcall/dtcall/wire"
+)
+
+// mediaEndpoint is one registered media connection. Its read loop hands what
+// it reads to the peer's queue; only its write loop writes to it.
+type mediaEndpoint struct {
+	srv      *Server
+	sess     *Session
+	conn     transport.MediaConn
+	log      *slog.Logger
+	datagram bool        // QUIC datagram mode: chunks are never merged
+	queue    chan *chunk // toward this client; drop-oldest when full
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// ServeMedia serves one media connection: it waits for the registration,
+// binds the connection to its session, then relays until the connection
+// ends. A refused registration closes the connection (nothing would ever be
+// relayed on it). ServeMedia closes c.
+func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
+	if !s.track(c) {
+		c.Close()
+		return
+	}
+	defer s.untrack(c)
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+
+	log := s.log.With("peer", c.RemoteAddr().Addr().String())
+	ep, err := s.register(c, log)
+	if err != nil {
+		log.Info("media registration refused", "tag", "media", "dir", "inbound", "why", err)
+		c.Close()
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(ep.writeLoop)
+	err = ep.readLoop()
+	ep.close()
+	wg.Wait()
+	s.mediaEnded(ep, err)
+}
+
+// register reads the registration message (skipping keepalives) within
+// LoginTimeout and binds c to its session.
+func (s *Server) register(c transport.MediaConn, log *slog.Logger) (*mediaEndpoint, error) {
+	c.SetReadDeadline(time.Now().Add(s.cfg.LoginTimeout))
+	var msg []byte
+	for {
+		var err error
+		if msg, err = c.ReadMessage(); err != nil {
+			return nil, fmt.Errorf("read registration: %w", err)
+		}
+		if !wire.IsKeepalive(msg) {
+			break
+		}
+	}
+	reg, err := wire.ParseRegistration(msg)
+	switch {
+	case err != nil:
+		return nil, err
+	case !s.fresh(reg.Time):
+		return nil, errors.New("timestamp outside the window")
+	case reg.Datagram && !c.Datagrams():
+		return nil, errors.New("datagram mode on a channel without datagrams")
+	}
+	ep := &mediaEndpoint{
+		srv:      s,
+		conn:     c,
+		datagram: reg.Datagram,
+		queue:    make(chan *chunk, s.cfg.MediaQueue),
+		closed:   make(chan struct{}),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.sessions[reg.Session]
+	switch {
+	case sess == nil || sess.ended:
+		return nil, errors.New("no such session")
+	case sess.cmd.conn.Origin() != c.Origin():
+		return nil, errors.New("media from another origin than the session's command connection")
+	}
+	ep.sess = sess
+	ep.log = sess.log.With("peer", c.RemoteAddr().Addr().String())
+	s.bindMediaLocked(sess, ep)
+	return ep, nil
+}
+
+// bindMediaLocked makes ep sess's media endpoint, closing the one it
+// replaces. A call in progress carries on over the new endpoint.
+func (s *Server) bindMediaLocked(sess *Session, ep *mediaEndpoint) {
+	if old := sess.media; old != nil {
+		old.close()
+	}
+	sess.media = ep
+	sess.mediaNow.Store(ep)
+	if sess.lossTimer != nil {
+		sess.lossTimer.Stop()
+		sess.lossTimer = nil
+	}
+	ep.log.Info("media registered", "tag", "media", "dir", "inbound")
+}
+
+func (s *Server) unbindMediaLocked(sess *Session) {
+	sess.media = nil
+	sess.mediaNow.Store(nil)
+}
+
+// mediaEnded runs when ep's connection is gone. If ep was still its
+// session's media and the session is in a call, the call ends after
+// MediaLossGrace unless the call ended or new media registered meanwhile.
+func (s *Server) mediaEnded(ep *mediaEndpoint, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := ep.sess
+	if sess.media != ep {
+		return // replaced, or the session ended
+	}
+	s.unbindMediaLocked(sess)
+	ep.log.Info("media connection closed", "tag", "media", "dir", "system", "reason", connEndReason(err))
+	if sess.call == nil || sess.ended {
+		return
+	}
+	c := sess.call
+	sess.lossTimer = time.AfterFunc(s.cfg.MediaLossGrace, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if sess.call == c && sess.media == nil && !sess.ended {
+			s.leaveCallLocked(sess)
+		}
+	})
+}
+
+// close closes the connection; both loops then end. Idempotent.
+func (ep *mediaEndpoint) close() {
+	ep.closeOnce.Do(func() {
+		close(ep.closed)
+		ep.conn.Close()
+	})
+}
+
+// readLoop relays what the client sends to its call partner, or discards it
+// while there is no answered call. The read deadline is pushed forward at
+// most every IdleTimeout/4 so that a busy call does not reset a timer per
+// frame.
+func (ep *mediaEndpoint) readLoop() error {
+	s := ep.srv
+	buf := make([]byte, transport.MaxMessage)
+	var deadline time.Time
+	for {
+		if now := time.Now(); deadline.Sub(now) < s.cfg.IdleTimeout*3/4 {
+			deadline = now.Add(s.cfg.IdleTimeout)
+			ep.conn.SetReadDeadline(deadline)
+		}
+		n, err := ep.conn.ReadMedia(buf)
+		if err != nil {
+			return err
+		}
+		s.metrics.mediaBytesIn.Add(int64(n))
+		peer := ep.sess.relayTo.Load()
+		if peer == nil || ep.sess.mediaNow.Load() != ep {
+			continue // not in an answered call: discard
+		}
+		dst := peer.mediaNow.Load()
+		if dst == nil {
+			s.metrics.drop(DropPeerGone)
+			continue
+		}
+		dst.enqueue(newChunk(buf[:n]))
+	}
+}
+
+// enqueue queues c toward this endpoint's client. It never blocks: when the
+// queue is full the oldest chunk goes (late voice is worse than lost voice),
+// and if it is still full the new one does.
+func (ep *mediaEndpoint) enqueue(c *chunk) {
+	select {
+	case ep.queue <- c:
+		return
+	default:
+	}
+	select {
+	case old := <-ep.queue:
+		ep.srv.metrics.drop(DropQueueHead)
+		old.free()
+	default:
+	}
+	select {
+	case ep.queue <- c:
+	default:
+		ep.srv.metrics.drop(DropQueueTail)
+		c.free()
+	}
+}
+
+// writeLoop writes queued chunks to the client. Chunks waiting together are
+// written in one piece (except in datagram mode), which keeps up with a
+// burst at a fraction of the writes. A write that misses MediaWriteTimeout
+// ends this endpoint, never the sender.
+func (ep *mediaEndpoint) writeLoop() {
+	s := ep.srv
+	batch := make([]byte, 0, transport.MaxMessage)
+	var next *chunk
+	for {
+		if next == nil {
+			select {
+			case next = <-ep.queue:
+			case <-ep.closed:
+				return
+			}
+		}
+		batch, next = ep.gather(batch[:0], next)
+		ep.conn.SetWriteDeadline(time.Now().Add(s.cfg.MediaWriteTimeout))
+		if err := ep.conn.WriteMedia(batch); err != nil {
+			s.metrics.drop(DropWriteError)
+			s.metrics.writeTimeouts.Add(1)
+			ep.log.Info("media write failed; closing the receiver's media", "tag", "media", "dir", "error", "err", err)
+			ep.close()
+			return
+		}
+		s.metrics.mediaBytesOut.Add(int64(len(batch)))
+	}
+}
+
+// gather appends first and, unless in datagram mode, whatever else is queued
+// that fits into one message. It returns the batch and a chunk that did not
+// fit (to go first next time), or nil.
+func (ep *mediaEndpoint) gather(batch []byte, first *chunk) ([]byte, *chunk) {
+	c := first
+	for {
+		ep.srv.metrics.queueDelay(int64(time.Since(c.queued)))
+		batch = append(batch, c.b...)
+		c.free()
+		if ep.datagram {
+			return batch, nil
+		}
+		select {
+		case c = <-ep.queue:
+		default:
+			return batch, nil
+		}
+		if len(batch)+len(c.b) > transport.MaxMessage {
+			return batch, c
+		}
+	}
+}

@@ -1,0 +1,202 @@
+// Package core is dtcall's heart: sessions, the call state machine and the
+// media relay. It knows nothing about sockets: the fronts in transport/ hand
+// it framed connections through the interfaces of package transport, so a
+// legacy TLS phone and a QUIC client meet here on equal terms.
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dtcall/dtcall/transport"
+	"github.com/dtcall/dtcall/wire"
+)
+
+// Accounts answers who exists and checks passwords. accounts.Store
+// implements it.
+type Accounts interface {
+	// Exists reports whether an account of that name exists.
+	Exists(name string) bool
+	// Authenticate returns nil when password is right for name. It may block
+	// for a costly hash check and must return when ctx ends.
+	Authenticate(ctx context.Context, name, password string) error
+}
+
+// Config tunes the core. Zero values mean the defaults documented per field.
+type Config struct {
+	// Window is how far a client's timestamp may be from the server clock
+	// (replay guard). Default 5 minutes.
+	Window time.Duration
+	// LoginTimeout bounds the time from a connection's arrival to its login
+	// (command) or registration (media). Default 30 s.
+	LoginTimeout time.Duration
+	// IdleTimeout closes a logged-in connection that sends nothing, not even a
+	// keepalive, for this long. Clients send a keepalive every few minutes.
+	// Default 10 minutes.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each reply write; a client that does not take its
+	// replies within it is disconnected. Default 10 s.
+	WriteTimeout time.Duration
+	// MediaWriteTimeout bounds each media write; a receiver that cannot take
+	// media within it loses its media connection. Default 2 s.
+	MediaWriteTimeout time.Duration
+	// MediaQueue is the number of media chunks queued toward one receiver
+	// before the oldest is dropped. Default 32 (0.6 s of 50 frames/s voice).
+	MediaQueue int
+	// ReplyQueue is the number of replies queued toward one client before it
+	// is disconnected as a slow consumer. Default 64.
+	ReplyQueue int
+	// MediaLossGrace is how long a call survives the loss of one party's
+	// media connection before the other party is told call|drop. It lets an
+	// "end" sent just before closing the media socket win the race, and a
+	// quick re-registration keep the call. Default 300 ms.
+	MediaLossGrace time.Duration
+	// Directory records who is online where. Default: in memory, this node.
+	Directory Directory
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Window, 5*time.Minute)
+	def(&c.LoginTimeout, 30*time.Second)
+	def(&c.IdleTimeout, 10*time.Minute)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.MediaWriteTimeout, 2*time.Second)
+	def(&c.MediaLossGrace, 300*time.Millisecond)
+	if c.MediaQueue <= 0 {
+		c.MediaQueue = 32
+	}
+	if c.ReplyQueue <= 0 {
+		c.ReplyQueue = 64
+	}
+	if c.Directory == nil {
+		c.Directory = NewMemoryDirectory()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Server is the core. Its methods are safe for concurrent use. It implements
+// transport.Handler.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	accounts Accounts
+	metrics  metrics
+
+	// mu guards everything below and the call state of every Session. No
+	// I/O happens under it: replies are queued, never written.
+	mu       sync.Mutex
+	sessions map[wire.SessionID]*Session
+	conns    map[transport.Conn]struct{} // open connections, closed on Close
+	calls    int                         // active (answered) calls
+	closing  bool
+	drained  chan struct{} // closed when closing and calls reaches zero
+}
+
+var _ transport.Handler = (*Server)(nil)
+
+// ErrClosed is returned for work refused because the server is shutting down.
+var ErrClosed = errors.New("server shutting down")
+
+// New returns a core serving the given accounts.
+func New(cfg Config, accounts Accounts, log *slog.Logger) *Server {
+	cfg.setDefaults()
+	return &Server{
+		cfg:      cfg,
+		log:      log,
+		accounts: accounts,
+		sessions: make(map[wire.SessionID]*Session),
+		conns:    make(map[transport.Conn]struct{}),
+		drained:  make(chan struct{}),
+	}
+}
+
+// now is the server clock in Unix seconds, as written into replies.
+func (s *Server) now() int64 { return s.cfg.Now().Unix() }
+
+// fresh reports whether a client timestamp is within the replay window.
+func (s *Server) fresh(ts int64) bool {
+	d := s.now() - ts
+	w := int64(s.cfg.Window / time.Second)
+	return d >= -w && d <= w
+}
+
+// track records an open connection so that Close can end it. It refuses
+// connections once the server is closing.
+func (s *Server) track(c transport.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c transport.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown stops new logins and calls, waits for the calls in progress to
+// end or for ctx to end, whichever comes first, then closes every
+// connection. It does not wait for ServeCommand and ServeMedia to return;
+// their callers (the fronts) do. Shutdown is idempotent.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		s.checkDrainedLocked()
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	conns := make([]transport.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func (s *Server) checkDrainedLocked() {
+	if s.closing && s.calls == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
+}
+
+// newSessionIDLocked draws a fresh session id in 1..2^63-1 from crypto/rand.
+func (s *Server) newSessionIDLocked() wire.SessionID {
+	var b [8]byte
+	for range 64 { // a clash is a 2^-63 event; 64 in a row means rand is broken
+		rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+		id := wire.SessionID(binary.LittleEndian.Uint64(b[:])) & wire.MaxSessionID
+		if _, taken := s.sessions[id]; id != 0 && !taken {
+			return id
+		}
+	}
+	panic("core: crypto/rand keeps returning taken session ids")
+}

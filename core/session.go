@@ -1,0 +1,93 @@
+package core
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/dtcall/dtcall/wire"
+)
+
+// Session is one logged-in user: a command connection and, once registered,
+// a media endpoint.
+type Session struct {
+	id   wire.SessionID
+	user string
+	cmd  *commandConn
+	log  *slog.Logger
+
+	// Guarded by Server.mu.
+	call      *call
+	media     *mediaEndpoint
+	ended     bool
+	lossTimer *time.Timer // pending media-loss check, see Config.MediaLossGrace
+
+	// The media hot path reads these without the lock; they are written
+	// under Server.mu. relayTo is the peer while a call is answered;
+	// mediaNow mirrors media.
+	relayTo  atomic.Pointer[Session]
+	mediaNow atomic.Pointer[mediaEndpoint]
+}
+
+// call is one call between two sessions, ringing until answered.
+type call struct {
+	caller, callee *Session
+	answered       bool
+}
+
+// other returns the party of c that is not s.
+func (c *call) other(s *Session) *Session {
+	if c.caller == s {
+		return c.callee
+	}
+	return c.caller
+}
+
+// send queues msg for s's command connection.
+func (s *Session) send(msg []byte) { s.cmd.send(msg) }
+
+// startSessionLocked logs user in on c: a new session with a fresh id,
+// replacing (and disconnecting) any session the user already had, and the
+// login reply queued to c.
+func (s *Server) startSessionLocked(c *commandConn, user string) *Session {
+	sess := &Session{
+		id:   s.newSessionIDLocked(),
+		user: user,
+		cmd:  c,
+	}
+	sess.log = c.log.With("user", user, "sess", sess.id)
+	if oldID, ok := s.cfg.Directory.Register(user, sess.id); ok {
+		if old := s.sessions[oldID]; old != nil {
+			old.log.Info("logged in again elsewhere; closing the old connections", "tag", "login", "dir", "system")
+			s.endSessionLocked(old)
+			old.cmd.close()
+		}
+	}
+	s.sessions[sess.id] = sess
+	s.metrics.sessions.Add(1)
+	sess.send(wire.Reply(s.now(), wire.KindResp, wire.SubLogin, sess.id.String()))
+	return sess
+}
+
+// endSessionLocked ends sess: its call (the other party is told), its media
+// endpoint, its directory entry. The command connection is left to its
+// owner. Ending an ended session does nothing.
+func (s *Server) endSessionLocked(sess *Session) {
+	if sess.ended {
+		return
+	}
+	sess.ended = true
+	if sess.call != nil {
+		s.leaveCallLocked(sess)
+	}
+	if sess.lossTimer != nil {
+		sess.lossTimer.Stop()
+	}
+	if ep := sess.media; ep != nil {
+		s.unbindMediaLocked(sess)
+		ep.close()
+	}
+	s.cfg.Directory.Unregister(sess.user, sess.id)
+	delete(s.sessions, sess.id)
+	s.metrics.sessions.Add(-1)
+}

@@ -1,0 +1,168 @@
+package core
+
+import "github.com/dtcall/dtcall/wire"
+
+// This file is the call state machine. Every function here runs with
+// Server.mu held, does no I/O, and tells parties by queueing replies.
+//
+// A session is idle (call == nil), ringing (call not answered; caller or
+// callee) or in a call (call answered). Transitions:
+//
+//	idle   --call-->          ringing  caller: ring|available, callee: ring|incoming
+//	ringing --accept(callee)-> in call  caller: call|start, callee: call|start
+//	ringing --reject(callee)-> idle     caller: call|reject
+//	ringing --timeout(caller)> idle     callee: ring|timeout
+//	ringing --end(caller)-->   idle     callee: call|end
+//	in call --end(either)-->   idle     other:  call|end
+//	ringing --party gone-->    idle     other:  call|end|<who left>
+//	in call --party gone-->    idle     other:  call|drop|<other's own session id>
+
+// dispatchLocked runs a call command of sess. It returns "" when the command
+// was carried out, or why it was refused (the caller answers invalid).
+func (s *Server) dispatchLocked(sess *Session, cmd wire.Command) string {
+	if sess.ended {
+		return "session has ended"
+	}
+	switch cmd.Verb {
+	case wire.Call:
+		return s.placeCallLocked(sess, cmd.Arg)
+	case wire.Accept:
+		return s.acceptLocked(sess, cmd.Arg)
+	case wire.Reject:
+		return s.rejectLocked(sess, cmd.Arg)
+	case wire.End:
+		return s.hangUpLocked(sess, cmd.Arg)
+	case wire.Timeout:
+		return s.giveUpLocked(sess, cmd.Arg)
+	}
+	return "not a call command"
+}
+
+// placeCallLocked rings callee for caller.
+func (s *Server) placeCallLocked(caller *Session, callee string) string {
+	now := s.now()
+	switch {
+	case caller.media == nil:
+		return "caller has no media connection"
+	case caller.call != nil:
+		return "caller is ringing or in a call already"
+	case s.closing:
+		return "server shutting down"
+	case callee == caller.user:
+		caller.send(wire.Reply(now, wire.KindRing, wire.SubBusy, callee))
+		return ""
+	}
+	other := s.onlineLocked(callee)
+	switch {
+	case other == nil || other.media == nil:
+		caller.send(wire.Reply(now, wire.KindRing, wire.SubNotAvailable, callee))
+	case other.call != nil:
+		caller.send(wire.Reply(now, wire.KindRing, wire.SubBusy, callee))
+	default:
+		c := &call{caller: caller, callee: other}
+		caller.call, other.call = c, c
+		caller.send(wire.Reply(now, wire.KindRing, wire.SubAvailable, callee))
+		other.send(wire.Reply(now, wire.KindRing, wire.SubIncoming, caller.user))
+		caller.log.Info("ringing", "tag", "call", "dir", "inbound", "callee", callee)
+	}
+	return ""
+}
+
+// onlineLocked returns the live session of user on this node, or nil.
+func (s *Server) onlineLocked(user string) *Session {
+	id, ok := s.cfg.Directory.Lookup(user)
+	if !ok {
+		return nil
+	}
+	return s.sessions[id]
+}
+
+// ringingFor returns sess's unanswered call if the other party is named peer
+// and sess is on the wanted side of it (callee or caller), else nil.
+func ringingFor(sess *Session, peer string, asCallee bool) *call {
+	c := sess.call
+	if c == nil || c.answered || (c.callee == sess) != asCallee || c.other(sess).user != peer {
+		return nil
+	}
+	return c
+}
+
+// acceptLocked answers the call from caller. Only the callee can accept.
+func (s *Server) acceptLocked(callee *Session, caller string) string {
+	c := ringingFor(callee, caller, true)
+	if c == nil {
+		return "no call ringing from " + caller
+	}
+	c.answered = true
+	s.calls++
+	s.metrics.activeCalls.Add(1)
+	s.metrics.callsStarted.Add(1)
+	c.caller.relayTo.Store(c.callee)
+	c.callee.relayTo.Store(c.caller)
+	now := s.now()
+	c.caller.send(wire.Reply(now, wire.KindCall, wire.SubStart, callee.user))
+	c.callee.send(wire.Reply(now, wire.KindCall, wire.SubStart, caller))
+	callee.log.Info("call started", "tag", "call", "dir", "inbound", "caller", caller)
+	return ""
+}
+
+// rejectLocked declines the call from caller. Only the callee can reject.
+func (s *Server) rejectLocked(callee *Session, caller string) string {
+	c := ringingFor(callee, caller, true)
+	if c == nil {
+		return "no call ringing from " + caller
+	}
+	s.clearCallLocked(c)
+	c.caller.send(wire.Reply(s.now(), wire.KindCall, wire.SubReject, callee.user))
+	return ""
+}
+
+// giveUpLocked is the caller's timeout while the call still rings.
+func (s *Server) giveUpLocked(caller *Session, callee string) string {
+	c := ringingFor(caller, callee, false)
+	if c == nil {
+		return "no call ringing to " + callee
+	}
+	s.clearCallLocked(c)
+	c.callee.send(wire.Reply(s.now(), wire.KindRing, wire.SubTimeout, caller.user))
+	return ""
+}
+
+// hangUpLocked ends an answered call (either party) or cancels a ringing
+// one (caller only). The other party is told call|end|<sess>.
+func (s *Server) hangUpLocked(sess *Session, other string) string {
+	c := sess.call
+	if c == nil || c.other(sess).user != other || (!c.answered && c.caller != sess) {
+		return "no call with " + other
+	}
+	s.clearCallLocked(c)
+	c.other(sess).send(wire.Reply(s.now(), wire.KindCall, wire.SubEnd, sess.user))
+	sess.log.Info("call ended", "tag", "call", "dir", "inbound", "peer_user", other)
+	return ""
+}
+
+// leaveCallLocked ends sess's call because sess is gone (connection died,
+// session replaced) and tells the other party.
+func (s *Server) leaveCallLocked(sess *Session) {
+	c := sess.call
+	other := c.other(sess)
+	s.clearCallLocked(c)
+	if c.answered {
+		other.send(wire.Reply(s.now(), wire.KindCall, wire.SubDrop, other.id.String()))
+	} else {
+		other.send(wire.Reply(s.now(), wire.KindCall, wire.SubEnd, sess.user))
+	}
+	other.log.Info("call partner left", "tag", "call", "dir", "system", "peer_user", sess.user, "answered", c.answered)
+}
+
+// clearCallLocked returns both parties of c to idle and stops the relay.
+func (s *Server) clearCallLocked(c *call) {
+	c.caller.call, c.callee.call = nil, nil
+	c.caller.relayTo.Store(nil)
+	c.callee.relayTo.Store(nil)
+	if c.answered {
+		s.calls--
+		s.metrics.activeCalls.Add(-1)
+		s.checkDrainedLocked()
+	}
+}

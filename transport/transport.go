@@ -1,0 +1,60 @@
+// Package transport defines the small interfaces through which the fronts
+// (transport/tcp for the legacy TLS pair, transport/quic later) hand client
+// connections to the core. The core never sees a socket: it sees messages.
+package transport
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Conn is one framed client channel: a legacy TLS connection (a message is
+// one TLS record) or a QUIC stream (a message is one line). Implementations
+// allow one goroutine in ReadMessage/ReadMedia and another in
+// WriteMessage/WriteMedia at the same time; Close may be called from any
+// goroutine, any number of times, and unblocks both.
+type Conn interface {
+	// ReadMessage blocks until the next message arrives and returns it
+	// without framing. The slice is valid until the next read.
+	ReadMessage() ([]byte, error)
+	// WriteMessage sends msg as exactly one message: one Write and so one
+	// TLS record on the legacy front; one line on QUIC, where the adapter
+	// appends "\n" unless msg already ends with one.
+	WriteMessage(msg []byte) error
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+	// RemoteAddr is the client's address, for logs.
+	RemoteAddr() netip.AddrPort
+	// Origin identifies where the connection comes from, for the rule that a
+	// media channel must come from the same place as its session's command
+	// channel: the client IP on the legacy front, the QUIC connection on QUIC.
+	// Values are comparable; different kinds never compare equal.
+	Origin() any
+	Close() error
+}
+
+// MediaConn is a media channel. Its first message is the registration; after
+// that it carries opaque media.
+type MediaConn interface {
+	Conn
+	// ReadMedia reads the next media payload into p, skipping keepalives
+	// where the framing can tell them (a TLS record that is exactly "D").
+	// It never returns part of a message when p holds MaxMessage bytes.
+	ReadMedia(p []byte) (int, error)
+	// WriteMedia writes p in one piece, in order after earlier writes.
+	WriteMedia(p []byte) error
+	// Datagrams reports whether the channel can carry datagram mode.
+	Datagrams() bool
+}
+
+// MaxMessage is the size of a buffer that always holds one legacy media
+// message whole: the largest TLS record plaintext.
+const MaxMessage = 16384
+
+// Handler serves the connections a front accepts. The core implements it.
+// Both methods block until the connection ends, and close it.
+type Handler interface {
+	ServeCommand(ctx context.Context, c Conn)
+	ServeMedia(ctx context.Context, c MediaConn)
+}

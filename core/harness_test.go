@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +48,23 @@ type fakeConn struct {
 	closed chan struct{}
 	mu     sync.Mutex
 	rdl    time.Time
+
+	sent     atomic.Int64 // messages put
+	handled  atomic.Int64 // messages the core returned for more after
+	returned bool         // owned by the reader: the last read returned a message
+}
+
+// put sends msg to the core.
+func (c *fakeConn) put(msg string) {
+	c.sent.Add(1)
+	c.in <- []byte(msg)
+}
+
+// drained waits until the core has handled everything put on c: it has
+// come back to read after the last message.
+func (c *fakeConn) drained(t *testing.T) {
+	t.Helper()
+	waitFor(t, func() bool { return c.handled.Load() == c.sent.Load() })
 }
 
 func newFakeConn(origin string) *fakeConn {
@@ -68,8 +86,13 @@ func (c *fakeConn) ReadMessage() ([]byte, error) {
 		defer t.Stop()
 		timer = t.C
 	}
+	if c.returned {
+		c.handled.Add(1)
+		c.returned = false
+	}
 	select {
 	case m := <-c.in:
+		c.returned = true
 		return m, nil
 	case <-c.closed:
 		return nil, io.EOF
@@ -78,9 +101,14 @@ func (c *fakeConn) ReadMessage() ([]byte, error) {
 	}
 }
 
+// ReadMedia skips lone "D" keepalives, as the legacy adapter does.
 func (c *fakeConn) ReadMedia(p []byte) (int, error) {
-	m, err := c.ReadMessage()
-	return copy(p, m), err
+	for {
+		m, err := c.ReadMessage()
+		if err != nil || string(m) != "D" {
+			return copy(p, m), err
+		}
+	}
 }
 
 func (c *fakeConn) WriteMessage(msg []byte) error {
@@ -106,10 +134,10 @@ func (c *fakeConn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
-func (c *fakeConn) RemoteAddr() netip.AddrPort      { return netip.MustParseAddrPort("192.0.2.1:1") }
-func (c *fakeConn) Origin() any                     { return c.origin }
-func (c *fakeConn) Datagrams() bool                 { return c.dgram }
-func (c *fakeConn) Close() error                    { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *fakeConn) RemoteAddr() netip.AddrPort       { return netip.MustParseAddrPort("192.0.2.1:1") }
+func (c *fakeConn) Origin() any                      { return c.origin }
+func (c *fakeConn) Datagrams() bool                  { return c.dgram }
+func (c *fakeConn) Close() error                     { c.once.Do(func() { close(c.closed) }); return nil }
 func (c *fakeConn) isClosed() bool {
 	select {
 	case <-c.closed:
@@ -176,7 +204,7 @@ func (c *client) registerMedia() {
 	c.h.t.Helper()
 	c.media = newFakeConn(c.cmd.origin)
 	c.h.wg.Go(func() { c.h.srv.ServeMedia(context.Background(), c.media) })
-	c.media.in <- []byte(ts() + "|" + c.sid)
+	c.media.put(ts() + "|" + c.sid)
 	waitFor(c.h.t, func() bool {
 		c.h.srv.mu.Lock()
 		defer c.h.srv.mu.Unlock()
@@ -202,7 +230,7 @@ func (c *client) say(verb, arg string, last ...string) {
 	c.raw(ts() + "|" + verb + "|" + arg + "|" + l)
 }
 
-func (c *client) raw(msg string) { c.cmd.in <- []byte(msg) }
+func (c *client) raw(msg string) { c.cmd.put(msg) }
 
 // next returns c's next reply within a second.
 func (c *client) next() string {

@@ -115,8 +115,8 @@ func (c Config) warnings() []string {
 	if c.Users != "" {
 		return nil
 	}
-	return []string{"no users file: serving the built-in demo accounts, whose passwords are " +
-		"publicly known; set users (--users, DTOPERATOR_USERS) for real accounts"}
+	return []string{"DEMO ACCOUNTS: no users file, so righthand, libprohibited and zapper log in " +
+		"with their publicly known passwords; set users (--users, DTOPERATOR_USERS) for real accounts"}
 }
 
 // envMap turns an environment list into a map; later entries win.

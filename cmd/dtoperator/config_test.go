@@ -287,8 +287,8 @@ func TestLoadConfigWarnings(t *testing.T) {
 		{"toml", []string{"-c", toml, "--users", users}, nil, []string{
 			toml + `: unknown key "extra.key" ignored`, toml + `: line 2: unknown key "foo" ignored`}},
 		{"env", []string{"--users", users}, []string{"DTOPERATOR_PORT=1"}, []string{`DTOPERATOR_PORT: unknown setting ignored`}},
-		{"demo users", nil, nil, []string{"no users file: serving the built-in demo accounts, whose passwords are " +
-			"publicly known; set users (--users, DTOPERATOR_USERS) for real accounts"}},
+		{"demo users", nil, nil, []string{"DEMO ACCOUNTS: no users file, so righthand, libprohibited and zapper log in " +
+			"with their publicly known passwords; set users (--users, DTOPERATOR_USERS) for real accounts"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

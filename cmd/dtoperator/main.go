@@ -1,16 +1,31 @@
+// Command dtoperator is the dtcall server: it serves the legacy TLS command
+// and media ports that deployed Android and Java clients speak.
+//
+//	dtoperator [-c dtoperator.conf] [--flags]   run the server
+//	dtoperator user add NAME [--users FILE]     make a users-file line
+//
+// With no arguments it runs on the default ports with the demo accounts and
+// a self-signed certificate kept in its data folder.
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/dtcall/dtcall/accounts"
 )
 
-// Temporary stand-in: the lead replaces this file with the real server
-// wiring. It only dispatches "user add" and prints the loaded config.
 func main() { os.Exit(run(os.Args[1:])) }
 
-// run is the temporary entry point; it returns the exit status.
+// run is the whole program; it returns the exit status.
 func run(args []string) int {
 	if len(args) >= 2 && args[0] == "user" && args[1] == "add" {
 		return runUserAdd(args[2:], os.Stdin, os.Stdout, os.Stderr, stdinIsTerminal())
@@ -23,9 +38,48 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "dtoperator:", err)
 		return 2
 	}
-	for _, w := range warnings {
-		fmt.Fprintln(os.Stderr, "dtoperator: warning:", w)
+	log, closeLog, err := newLogger(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())), cfg.Logs, slog.LevelInfo)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dtoperator: logs:", err)
+		return 2
 	}
-	fmt.Printf("%+v\n", cfg)
+	defer closeLog.Close()
+	for _, w := range warnings {
+		log.Warn(w, attrTag, "config", attrDir, "system")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("dtoperator cannot start: "+err.Error(), attrTag, "system", attrDir, "error")
+		return 1
+	}
 	return 0
+}
+
+// loadUsers reads the users file, or the embedded demo accounts.
+func loadUsers(cfg Config, log *slog.Logger) ([]accounts.Entry, error) {
+	if cfg.Users == "" { // loadConfig has warned about it
+		return accounts.ParseUsers(bytes.NewReader(demoUsers))
+	}
+	return accounts.LoadFile(cfg.Users)
+}
+
+// certificate returns the configured certificate, or the self-signed one in
+// the data folder (made on first run).
+func certificate(cfg Config, log *slog.Logger) (certFile, keyFile string, err error) {
+	certFile, keyFile = cfg.Public, cfg.Private
+	created := false
+	if certFile == "" {
+		if certFile, keyFile, created, err = ensureCert(cfg.Data); err != nil {
+			return "", "", fmt.Errorf("self-signed certificate in %s: %w", cfg.Data, err)
+		}
+	}
+	fp, err := certFingerprint(certFile)
+	if err != nil {
+		return "", "", err
+	}
+	log.Info("certificate: clients pin this fingerprint", attrTag, "tls", attrDir, "system",
+		"cert", certFile, "fingerprint", fp, "self_signed", cfg.Public == "", "new", created)
+	return certFile, keyFile, nil
 }

@@ -1,0 +1,106 @@
+package tcp
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/dtcall/dtcall/transport"
+	"github.com/dtcall/dtcall/wire"
+)
+
+// secureConn is what both TLS engines give us: crypto/tls's *tls.Conn and
+// the OpenSSL engine's *dhe.Conn. Each Read returns the plaintext of at most
+// one TLS record and each Write of up to 16 KiB is one record.
+type secureConn interface {
+	io.ReadWriteCloser
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// recordConn adapts a TLS connection to transport.MediaConn: a message is
+// one TLS record.
+type recordConn struct {
+	sc     secureConn
+	remote netip.AddrPort
+	buf    []byte // owned by the reader; holds one record
+}
+
+var _ transport.MediaConn = (*recordConn)(nil)
+
+func newRecordConn(sc secureConn, remote net.Addr) *recordConn {
+	return &recordConn{sc: sc, remote: addrPort(remote), buf: make([]byte, transport.MaxMessage)}
+}
+
+// addrPort converts a TCP address, IPv4-mapped IPv6 unmapped so that the
+// same client compares equal on both listeners.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// ReadMessage returns the next record. A client that sends a zero-length
+// record gets it skipped, not returned as a message.
+func (c *recordConn) ReadMessage() ([]byte, error) {
+	for range maxEmptyReads {
+		n, err := c.sc.Read(c.buf)
+		if n > 0 {
+			return c.buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, io.ErrNoProgress
+}
+
+// maxEmptyReads bounds the zero-length records skipped in a row.
+const maxEmptyReads = 100
+
+// WriteMessage writes msg as one record.
+func (c *recordConn) WriteMessage(msg []byte) error {
+	_, err := c.sc.Write(msg)
+	return err
+}
+
+// ReadMedia returns the next record that is not a lone "D" keepalive. The
+// old server relayed keepalives to the peer, whose decoder reads fixed
+// 32-byte frames and lost alignment for the rest of the call.
+func (c *recordConn) ReadMedia(p []byte) (int, error) {
+	empty := 0
+	for {
+		n, err := c.sc.Read(p)
+		switch {
+		case n == 1 && p[0] == wire.Keepalive && err == nil:
+			continue // blocks in Read again: a keepalive is a real record
+		case n > 0 || err != nil:
+			return n, err
+		}
+		if empty++; empty == maxEmptyReads {
+			return 0, io.ErrNoProgress
+		}
+	}
+}
+
+// WriteMedia writes p; up to 16 KiB it is one record.
+func (c *recordConn) WriteMedia(p []byte) error {
+	_, err := c.sc.Write(p)
+	return err
+}
+
+func (c *recordConn) SetReadDeadline(t time.Time) error  { return c.sc.SetReadDeadline(t) }
+func (c *recordConn) SetWriteDeadline(t time.Time) error { return c.sc.SetWriteDeadline(t) }
+func (c *recordConn) RemoteAddr() netip.AddrPort         { return c.remote }
+
+// Origin is the client's IP address: a legacy media connection must come
+// from the same address as its command connection.
+func (c *recordConn) Origin() any { return c.remote.Addr() }
+
+// Datagrams is false: TLS over TCP has no datagram mode.
+func (c *recordConn) Datagrams() bool { return false }
+
+func (c *recordConn) Close() error { return c.sc.Close() }

@@ -1,0 +1,346 @@
+package tcp_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ztls "github.com/zmap/zcrypto/tls"
+	"go.uber.org/goleak"
+
+	"github.com/dtcall/dtcall/accounts"
+	"github.com/dtcall/dtcall/core"
+	"github.com/dtcall/dtcall/internal/testcert"
+	"github.com/dtcall/dtcall/transport/tcp"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// These end-to-end tests run the real legacy front and core on 127.0.0.1:0
+// with real TLS and talk bytes to them the way deployed clients do: one
+// Write per command, one Read of up to 1024 bytes per reply.
+
+// cheapUsers are test accounts with cheap scrypt parameters; the parameters
+// come from each hash, so the server takes them as they are.
+var cheapUsers = func() []accounts.Entry {
+	var es []accounts.Entry
+	for _, name := range []string{"alice", "bob", "carol", "dave"} {
+		mcf, err := accounts.NewHash("pw-"+name, accounts.Params{LogN: 4, R: 8, P: 1})
+		if err != nil {
+			panic(err)
+		}
+		h, _ := accounts.ParseMCF(mcf)
+		es = append(es, accounts.Entry{Name: name, Hash: h})
+	}
+	return es
+}()
+
+// sampleUsers are the three accounts of the old distribution (p=16 hashes,
+// about 0.6-0.8 s per check).
+const sampleUsers = `
+righthand $s1$0e0810$gSWZo3ioKoQ5I8kCbc8A9A==$v3p1UXAOn9siRjdpgfxb+cDZtqwVobgQ8wZcDKZzT7WxsufEAv8EuhWA/xxAIzLJIp1HaRwbWm28Dz46nSxvZA==
+libprohibited $s1$0e0810$UorbGUUleeaoXcBxk4UefQ==$X17rxyN7nVt7kNmFVB2P89+XeH7++DVvLOgrPlscLRijkivmPPpczSE/VGH8eDrnkCSkND+xYzixFdNsvAiXHw==
+zapper $s1$0e0810$3V4SumpOHS9nybc3F1i/OQ==$oTbAFn7wgw0be1a5OMi//kFD3JK7DM3akxk2YJkHwVS2ug2j+reDcE2XSpRg+9CFOKuLjZqAb4vUNjubSFDLZQ==
+`
+
+var samplePasswords = map[string]string{"righthand": "unlucky", "libprohibited": "feedme", "zapper": "railgun"}
+
+// env is one running server.
+type env struct {
+	t         *testing.T
+	core      *core.Server
+	front     *tcp.Server
+	cmdAddr   string
+	mediaAddr string
+	cert      testcert.Cert
+}
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// start runs a server with the cheap and the sample accounts.
+func start(t *testing.T, ccfg core.Config, tcfg tcp.Config) *env {
+	t.Helper()
+	sample, err := accounts.ParseUsers(strings.NewReader(sampleUsers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, cert: testcert.Write(t)}
+	log := testLogger()
+	e.core = core.New(ccfg, accounts.NewStore(append(sample, cheapUsers...), 0), log)
+	tcfg.CertFile, tcfg.KeyFile = e.cert.CertFile, e.cert.KeyFile
+	if e.front, err = tcp.New(tcfg, e.core, log); err != nil {
+		t.Fatal(err)
+	}
+	cmdLn := listen(t)
+	mediaLn := listen(t)
+	e.cmdAddr, e.mediaAddr = cmdLn.Addr().String(), mediaLn.Addr().String()
+	var wg sync.WaitGroup
+	wg.Go(func() { e.front.ServeCommand(cmdLn) })
+	wg.Go(func() { e.front.ServeMedia(mediaLn) })
+	t.Cleanup(func() {
+		e.front.CloseListeners()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // don't wait for calls to end
+		e.core.Shutdown(ctx)
+		e.front.Close()
+		wg.Wait()
+	})
+	return e
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// tlsKind is how a test client speaks TLS.
+type tlsKind int
+
+const (
+	modern    tlsKind = iota // crypto/tls defaults: TLS 1.3
+	ecdhe12                  // TLS 1.2 only, ECDHE suites: Java on TLS 1.2
+	android17                // TLS 1.2 offering only TLS_DHE_RSA_WITH_AES_256_GCM_SHA384
+)
+
+func (k tlsKind) String() string { return [...]string{"modern", "ecdhe12", "android2017"}[k] }
+
+const suiteDHE = 0x009f
+
+// dial connects to addr from the local address from ("" = any) and shakes
+// hands, pinning the server certificate as deployed clients do.
+func (e *env) dial(addr string, kind tlsKind, from string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	raw, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	defer raw.SetDeadline(time.Time{})
+	pin := func(der []byte) error {
+		if !bytes.Equal(der, e.cert.DER) {
+			return errors.New("server certificate does not match the pinned one")
+		}
+		return nil
+	}
+	if kind == android17 {
+		c := ztls.Client(raw, &ztls.Config{
+			InsecureSkipVerify: true, CipherSuites: []uint16{suiteDHE}, ForceSuites: true,
+			MinVersion: ztls.VersionTLS12, MaxVersion: ztls.VersionTLS12,
+		})
+		if err := c.Handshake(); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		st := c.ConnectionState()
+		if st.CipherSuite != suiteDHE || len(st.PeerCertificates) == 0 {
+			raw.Close()
+			return nil, fmt.Errorf("negotiated suite %#04x, want DHE", st.CipherSuite)
+		}
+		if err := pin(st.PeerCertificates[0].Raw); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	cfg := &tls.Config{
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return pin(cs.PeerCertificates[0].Raw)
+		},
+	}
+	if kind == ecdhe12 {
+		cfg.MaxVersion = tls.VersionTLS12
+	}
+	c := tls.Client(raw, cfg)
+	if err := c.Handshake(); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// phone is a legacy client: a command connection and a media connection.
+type phone struct {
+	t     *testing.T
+	e     *env
+	user  string
+	kind  tlsKind
+	cmd   net.Conn
+	media net.Conn
+	sid   string
+}
+
+// connect opens the command connection of a phone that is not logged in.
+func (e *env) connect(user string, kind tlsKind) *phone {
+	e.t.Helper()
+	c, err := e.dial(e.cmdAddr, kind, "")
+	if err != nil {
+		e.t.Fatalf("%s: dial command port (%v): %v", user, kind, err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	return &phone{t: e.t, e: e, user: user, kind: kind, cmd: c}
+}
+
+// online logs user in with its test password and registers media.
+func (e *env) online(user string, kind tlsKind) *phone {
+	e.t.Helper()
+	p := e.connect(user, kind)
+	p.login("pw-" + user)
+	p.registerMedia()
+	return p
+}
+
+func (p *phone) login(password string) {
+	p.t.Helper()
+	p.send(now() + "|login|" + p.user + "|" + password)
+	p.sid = p.expect("resp|login|")[3]
+}
+
+func now() string { return strconv.FormatInt(time.Now().Unix(), 10) }
+
+// send writes one command: one Write, one TLS record.
+func (p *phone) send(msg string) {
+	p.t.Helper()
+	if _, err := p.cmd.Write([]byte(msg)); err != nil {
+		p.t.Fatalf("%s: write %q: %v", p.user, msg, err)
+	}
+}
+
+// say sends ts|verb|arg|sid.
+func (p *phone) say(verb, arg string) { p.t.Helper(); p.send(now() + "|" + verb + "|" + arg + "|" + p.sid) }
+
+// recv reads one reply the way deployed clients do: a single read into a
+// 1024-byte buffer.
+func (p *phone) recv() string {
+	p.t.Helper()
+	buf := make([]byte, 1024)
+	p.cmd.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := p.cmd.Read(buf)
+	if err != nil {
+		p.t.Fatalf("%s: read reply: %v", p.user, err)
+	}
+	return string(buf[:n])
+}
+
+// expect reads one reply and checks it: exactly four fields, the server's
+// time within a few seconds of ours, and the rest starting with want.
+func (p *phone) expect(want string) []string {
+	p.t.Helper()
+	m := p.recv()
+	f := strings.Split(m, "|")
+	if len(f) != 4 {
+		p.t.Fatalf("%s: reply %q does not split into 4 fields", p.user, m)
+	}
+	st, err := strconv.ParseInt(f[0], 10, 64)
+	if d := time.Now().Unix() - st; err != nil || d < -5 || d > 5 {
+		p.t.Fatalf("%s: reply %q: bad server time", p.user, m)
+	}
+	if rest := strings.Join(f[1:], "|"); !strings.HasPrefix(rest, want) || (want == invalid && rest != invalid) {
+		p.t.Fatalf("%s: got %q, want %q", p.user, rest, want)
+	}
+	return f
+}
+
+const invalid = "resp|invalid|command\n"
+
+// quiet checks that nothing is waiting for p: a lookup's answer must be the
+// very next record.
+func (p *phone) quiet() {
+	p.t.Helper()
+	p.say("lookup", "quiet-barrier")
+	p.expect("lookup|quiet-barrier|doesntexist")
+}
+
+// registerMedia opens a media connection, registers it and waits until it
+// is bound. Clients cannot see that (there is no reply), so the test asks
+// the server the only way a client can: a call to oneself answers
+// ring|busy with media and invalid without.
+func (p *phone) registerMedia() {
+	p.t.Helper()
+	m, err := p.e.dial(p.e.mediaAddr, p.kind, "")
+	if err != nil {
+		p.t.Fatalf("%s: dial media port: %v", p.user, err)
+	}
+	p.t.Cleanup(func() { m.Close() })
+	p.registerMediaOn(m)
+}
+
+// registerMediaOn registers m as p's media connection and waits until it
+// is bound.
+func (p *phone) registerMediaOn(m net.Conn) {
+	p.t.Helper()
+	if _, err := m.Write([]byte(now() + "|" + p.sid)); err != nil {
+		p.t.Fatal(err)
+	}
+	p.media = m
+	for range 200 {
+		p.say("call", p.user)
+		if strings.Contains(p.recv(), "|ring|busy|") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.t.Fatalf("%s: media registration never took effect", p.user)
+}
+
+func (p *phone) sendMedia(b []byte) {
+	p.t.Helper()
+	if _, err := p.media.Write(b); err != nil {
+		p.t.Fatalf("%s: write media: %v", p.user, err)
+	}
+}
+
+// readMedia reads exactly n media bytes.
+func (p *phone) readMedia(n int) []byte {
+	p.t.Helper()
+	p.media.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, n)
+	if _, err := io.ReadFull(p.media, b); err != nil {
+		p.t.Fatalf("%s: read %d media bytes: %v", p.user, n, err)
+	}
+	return b
+}
+
+// call makes a ring a call to b and b accept it.
+func call(t *testing.T, a, b *phone) {
+	t.Helper()
+	a.say("call", b.user)
+	a.expect("ring|available|" + b.user)
+	b.expect("ring|incoming|" + a.user)
+	b.say("accept", a.user)
+	a.expect("call|start|" + b.user)
+	b.expect("call|start|" + a.user)
+}
+
+// frames returns n 32-byte AMR-sized frames numbered from first.
+func frames(first, n int) []byte {
+	var b bytes.Buffer
+	for i := first; i < first+n; i++ {
+		f := fmt.Sprintf("frame-%06d|", i)
+		b.WriteString(f + strings.Repeat(".", 32-len(f)))
+	}
+	return b.Bytes()
+}

@@ -1,0 +1,53 @@
+package tcp
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/dtcall/dtcall/transport/tcp/clienthello"
+)
+
+// maxClientHello caps the bytes read before the TLS engine is chosen.
+const maxClientHello = 16 << 10
+
+// secure reads the ClientHello from nc and completes the handshake with the
+// engine that can serve the client: OpenSSL when it offers a DHE suite and
+// nothing crypto/tls accepts (the 2017 Android client), crypto/tls for
+// everyone else with the bytes already read replayed. All of it runs within
+// the handshake timeout.
+func (s *Server) secure(nc net.Conn, log *slog.Logger) (secureConn, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.handshake)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	nc.SetDeadline(deadline)
+	defer nc.SetDeadline(time.Time{})
+
+	hello, raw, err := clienthello.Read(nc, maxClientHello)
+	if err != nil {
+		return nil, fmt.Errorf("read ClientHello: %w", err)
+	}
+	if hello.NeedsDHE(s.goSuites) {
+		if s.dhe == nil {
+			return nil, fmt.Errorf("client offers only DHE cipher suites and DHE support is not compiled in")
+		}
+		dc, err := s.dhe.Handshake(ctx, nc, raw)
+		if err != nil {
+			return nil, fmt.Errorf("OpenSSL handshake: %w", err)
+		}
+		version, suite := dc.ConnectionState()
+		log.Debug("TLS established", "dir", "inbound", "engine", "openssl", "version", version, "suite", suite)
+		return dc, nil
+	}
+	tc := tls.Server(clienthello.NewReplayConn(nc, raw), s.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("crypto/tls handshake: %w", err)
+	}
+	st := tc.ConnectionState()
+	log.Debug("TLS established", "dir", "inbound", "engine", "crypto/tls",
+		"version", tls.VersionName(st.Version), "suite", tls.CipherSuiteName(st.CipherSuite))
+	return tc, nil
+}

@@ -1,0 +1,228 @@
+// Package tcp is the legacy front: the pair of TLS listeners (command port
+// and media port) that deployed Android and Java clients speak, exactly as
+// PROTOCOL.md sections 1-4 describe. It accepts, shakes hands (crypto/tls,
+// or OpenSSL for clients that offer only DHE), frames messages as TLS
+// records and hands each connection to a transport.Handler.
+package tcp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/dtcall/dtcall/transport"
+	"github.com/dtcall/dtcall/transport/tcp/dhe"
+)
+
+// Config configures the legacy front.
+type Config struct {
+	// CertFile and KeyFile are the server's PEM certificate and key. The key
+	// must be RSA for the DHE_RSA suites of 2017 Android clients.
+	CertFile, KeyFile string
+	// DHParamsFile and Ciphers are the old server's "dhfile" and "ciphers":
+	// DH parameters and an OpenSSL cipher string for the DHE engine.
+	DHParamsFile, Ciphers string
+	// MaxDHEHandshakes caps concurrent OpenSSL handshakes; 0 = default.
+	MaxDHEHandshakes int
+	// HandshakeTimeout bounds reading the ClientHello and the whole TLS
+	// handshake. Default 10 s.
+	HandshakeTimeout time.Duration
+}
+
+// Server runs the two legacy listeners. Its methods are safe for concurrent
+// use.
+type Server struct {
+	handler   transport.Handler
+	log       *slog.Logger
+	tls       *tls.Config
+	goSuites  []uint16    // TLS 1.2 suites crypto/tls serves, for routing
+	dhe       *dhe.Server // nil when DHE is not compiled in
+	handshake time.Duration
+
+	ctx    context.Context // cancelled by Close; parent of every connection's
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loops and connection goroutines
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	closed    bool
+}
+
+// New loads the certificate and prepares both TLS engines. When DHE support
+// is not compiled in, New still succeeds and logs, once, that DHE-only
+// clients cannot connect; any other DHE setup error (a bad dhfile) fails.
+func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %s / key %s: %w", cfg.CertFile, cfg.KeyFile, err)
+	}
+	s := &Server{
+		handler:   h,
+		log:       log,
+		handshake: cfg.HandshakeTimeout,
+		listeners: make(map[net.Listener]struct{}),
+	}
+	s.tls, s.goSuites = goTLSConfig(cert)
+	s.dhe, err = dhe.NewServer(dhe.Config{
+		CertFile:      cfg.CertFile,
+		KeyFile:       cfg.KeyFile,
+		DHParamsFile:  cfg.DHParamsFile,
+		Ciphers:       cfg.Ciphers,
+		MaxHandshakes: cfg.MaxDHEHandshakes,
+	})
+	switch {
+	case errors.Is(err, dhe.ErrUnavailable):
+		log.Warn("DHE engine unavailable: clients that offer only DHE cipher suites (2017 Android) cannot connect", "tag", "tls", "dir", "system", "err", err)
+		s.dhe = nil
+	case err != nil:
+		return nil, fmt.Errorf("DHE engine: %w", err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// goTLSConfig is crypto/tls's side: TLS 1.3, and TLS 1.2 with ECDHE suites.
+func goTLSConfig(cert tls.Certificate) (*tls.Config, []uint16) {
+	var suites []uint16
+	for _, cs := range tls.CipherSuites() {
+		for _, v := range cs.SupportedVersions {
+			if v == tls.VersionTLS12 {
+				suites = append(suites, cs.ID)
+				break
+			}
+		}
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: suites,
+		// Replies are tiny and each must be one record; never split them.
+		DynamicRecordSizingDisabled: true,
+	}, suites
+}
+
+// DHEAvailable reports whether clients offering only DHE can be served.
+func (s *Server) DHEAvailable() bool { return s.dhe != nil }
+
+// ServeCommand accepts command connections on ln until ln or the server is
+// closed. ln is closed when ServeCommand returns.
+func (s *Server) ServeCommand(ln net.Listener) error {
+	return s.serve(ln, "command", func(ctx context.Context, c *recordConn) {
+		s.handler.ServeCommand(ctx, c)
+	})
+}
+
+// ServeMedia accepts media connections on ln until ln or the server is
+// closed. ln is closed when ServeMedia returns.
+func (s *Server) ServeMedia(ln net.Listener) error {
+	return s.serve(ln, "media", func(ctx context.Context, c *recordConn) {
+		s.handler.ServeMedia(ctx, c)
+	})
+}
+
+// serve is the accept loop. It never reads from a connection: each one gets
+// its own goroutine for the ClientHello, the handshake and the session.
+func (s *Server) serve(ln net.Listener, kind string, handle func(context.Context, *recordConn)) error {
+	if !s.addListener(ln) {
+		ln.Close()
+		return net.ErrClosed
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	defer s.removeListener(ln)
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: wait and retry, as
+			// net/http does, instead of spinning or giving up.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "tag", kind, "dir", "error", "err", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(nc, kind, handle)
+		}()
+	}
+}
+
+// serveConn shakes hands on nc and hands it to the core.
+func (s *Server) serveConn(nc net.Conn, kind string, handle func(context.Context, *recordConn)) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true) // Nagle held the old server's small replies ~40 ms
+		tc.SetKeepAlive(true)
+	}
+	log := s.log.With("peer", addrPort(nc.RemoteAddr()).Addr().String(), "tag", "tls", "port", kind)
+	sc, err := s.secure(nc, log)
+	if err != nil {
+		log.Info("TLS handshake failed", "dir", "error", "err", err)
+		nc.Close()
+		return
+	}
+	handle(s.ctx, newRecordConn(sc, nc.RemoteAddr()))
+}
+
+func (s *Server) addListener(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+func (s *Server) removeListener(ln net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, ln)
+	s.mu.Unlock()
+	ln.Close()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// CloseListeners stops accepting; connections already served carry on.
+// Shutdown calls it first, then lets the core drain calls.
+func (s *Server) CloseListeners() {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+}
+
+// Close stops accepting, cancels every connection's context (the core then
+// closes them) and waits for all goroutines of the front. Idempotent.
+func (s *Server) Close() error {
+	s.CloseListeners()
+	s.cancel()
+	s.wg.Wait()
+	if s.dhe != nil {
+		s.dhe.Close()
+	}
+	return nil
+}

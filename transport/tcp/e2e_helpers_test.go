@@ -58,7 +58,7 @@ var samplePasswords = map[string]string{"righthand": "unlucky", "libprohibited":
 
 // env is one running server.
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	core      *core.Server
 	front     *tcp.Server
 	cmdAddr   string
@@ -74,7 +74,7 @@ func testLogger() *slog.Logger {
 }
 
 // start runs a server with the cheap and the sample accounts.
-func start(t *testing.T, ccfg core.Config, tcfg tcp.Config) *env {
+func start(t testing.TB, ccfg core.Config, tcfg tcp.Config) *env {
 	t.Helper()
 	sample, err := accounts.ParseUsers(strings.NewReader(sampleUsers))
 	if err != nil {
@@ -104,7 +104,7 @@ func start(t *testing.T, ccfg core.Config, tcfg tcp.Config) *env {
 	return e
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,7 +184,7 @@ func (e *env) dial(addr string, kind tlsKind, from string) (net.Conn, error) {
 
 // phone is a legacy client: a command connection and a media connection.
 type phone struct {
-	t     *testing.T
+	t     testing.TB
 	e     *env
 	user  string
 	kind  tlsKind
@@ -230,7 +230,10 @@ func (p *phone) send(msg string) {
 }
 
 // say sends ts|verb|arg|sid.
-func (p *phone) say(verb, arg string) { p.t.Helper(); p.send(now() + "|" + verb + "|" + arg + "|" + p.sid) }
+func (p *phone) say(verb, arg string) {
+	p.t.Helper()
+	p.send(now() + "|" + verb + "|" + arg + "|" + p.sid)
+}
 
 // recv reads one reply the way deployed clients do: a single read into a
 // 1024-byte buffer.
@@ -325,7 +328,7 @@ func (p *phone) readMedia(n int) []byte {
 }
 
 // call makes a ring a call to b and b accept it.
-func call(t *testing.T, a, b *phone) {
+func call(t testing.TB, a, b *phone) {
 	t.Helper()
 	a.say("call", b.user)
 	a.expect("ring|available|" + b.user)

@@ -218,7 +218,9 @@ func sidOf(s string) wire.SessionID {
 	return wire.SessionID(n)
 }
 
-func ts() string { return strconv.FormatInt(time.Now().Unix(), 10) }
+func ts() string { return itoa(time.Now().Unix()) }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // say sends ts|verb|arg|last from c's command connection; last defaults to
 // c's session id.

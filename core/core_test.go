@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dtcall/dtcall/transport"
 	"github.com/dtcall/dtcall/wire"
 )
 
@@ -322,4 +323,41 @@ func TestConcurrentMedia(t *testing.T) {
 	wg.Wait()
 	a.say("end", "bob")
 	b.expect("call|end|alice")
+}
+
+func TestRegistrationRefusals(t *testing.T) {
+	h := newHarness(t, Config{})
+	a := h.login("alice")
+	stale := itoa(time.Now().Add(-time.Hour).Unix())
+	for _, tc := range []struct {
+		origin, msg string
+		dgram       bool
+		want        transport.Refusal
+	}{
+		{"ip-alice", "garbage", false, transport.RefuseMalformed},
+		{"ip-alice", stale + "|" + a.sid, false, transport.RefuseStale},
+		{"ip-alice", ts() + "|12345", false, transport.RefuseSession},
+		{"elsewhere", ts() + "|" + a.sid, false, transport.RefuseOrigin},
+		{"ip-alice", ts() + "|" + a.sid + "|datagram", false, transport.RefuseDatagrams},
+	} {
+		m := newFakeConn(tc.origin)
+		m.dgram = tc.dgram
+		h.wg.Go(func() { h.srv.ServeMedia(context.Background(), m) })
+		m.put(tc.msg)
+		waitFor(t, m.isClosed)
+		if got := transport.Refusal(m.refused.Load()); got != tc.want {
+			t.Errorf("registration %q from %s: refused with %#x, want %#x", tc.msg, tc.origin, got, tc.want)
+		}
+	}
+	// Datagram mode where the channel supports it binds.
+	m := newFakeConn("ip-alice")
+	m.dgram = true
+	h.wg.Go(func() { h.srv.ServeMedia(context.Background(), m) })
+	m.put(ts() + "|" + a.sid + "|datagram")
+	waitFor(t, func() bool {
+		h.srv.mu.Lock()
+		defer h.srv.mu.Unlock()
+		ep := h.srv.sessions[sidOf(a.sid)].media
+		return ep != nil && ep.conn == m && ep.datagram
+	})
 }

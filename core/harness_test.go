@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/dtcall/dtcall/transport"
 	"github.com/dtcall/dtcall/wire"
 )
 
@@ -49,9 +50,10 @@ type fakeConn struct {
 	mu     sync.Mutex
 	rdl    time.Time
 
-	sent     atomic.Int64 // messages put
-	handled  atomic.Int64 // messages the core returned for more after
-	returned bool         // owned by the reader: the last read returned a message
+	sent     atomic.Int64  // messages put
+	handled  atomic.Int64  // messages the core returned for more after
+	returned bool          // owned by the reader: the last read returned a message
+	refused  atomic.Uint64 // the refusal code, if the core refused a registration
 }
 
 // put sends msg to the core.
@@ -136,8 +138,19 @@ func (c *fakeConn) SetReadDeadline(t time.Time) error {
 func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
 func (c *fakeConn) RemoteAddr() netip.AddrPort       { return netip.MustParseAddrPort("192.0.2.1:1") }
 func (c *fakeConn) Origin() any                      { return c.origin }
-func (c *fakeConn) Datagrams() bool                  { return c.dgram }
-func (c *fakeConn) Close() error                     { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *fakeConn) EnableDatagrams() error {
+	if !c.dgram {
+		return errors.New("no datagrams")
+	}
+	return nil
+}
+
+func (c *fakeConn) Refuse(r transport.Refusal) {
+	c.refused.Store(uint64(r))
+	c.Close()
+}
+
+func (c *fakeConn) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
 func (c *fakeConn) isClosed() bool {
 	select {
 	case <-c.closed:

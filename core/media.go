@@ -28,8 +28,8 @@ type mediaEndpoint struct {
 
 // ServeMedia serves one media connection: it waits for the registration,
 // binds the connection to its session, then relays until the connection
-// ends. A refused registration closes the connection (nothing would ever be
-// relayed on it). ServeMedia closes c.
+// ends. A refused registration ends the connection with the reason (nothing
+// would ever be relayed on it). ServeMedia closes c.
 func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
 	if !s.track(c) {
 		c.Close()
@@ -43,6 +43,11 @@ func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
 	ep, err := s.register(c, log)
 	if err != nil {
 		log.Info("media registration refused", "tag", "media", "dir", "inbound", "why", err)
+		var r transport.Refusal
+		if !errors.As(err, &r) {
+			r = transport.RefuseTimeout // the read failed: nothing came in time
+		}
+		c.Refuse(r)
 		c.Close()
 		return
 	}
@@ -55,7 +60,8 @@ func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
 }
 
 // register reads the registration message (skipping keepalives) within
-// LoginTimeout and binds c to its session.
+// LoginTimeout and binds c to its session. A refusal is returned as a
+// transport.Refusal.
 func (s *Server) register(c transport.MediaConn, log *slog.Logger) (*mediaEndpoint, error) {
 	c.SetReadDeadline(time.Now().Add(s.cfg.LoginTimeout))
 	var msg []byte
@@ -71,11 +77,9 @@ func (s *Server) register(c transport.MediaConn, log *slog.Logger) (*mediaEndpoi
 	reg, err := wire.ParseRegistration(msg)
 	switch {
 	case err != nil:
-		return nil, err
+		return nil, transport.RefuseMalformed
 	case !s.fresh(reg.Time):
-		return nil, errors.New("timestamp outside the window")
-	case reg.Datagram && !c.Datagrams():
-		return nil, errors.New("datagram mode on a channel without datagrams")
+		return nil, transport.RefuseStale
 	}
 	ep := &mediaEndpoint{
 		srv:      s,
@@ -89,12 +93,14 @@ func (s *Server) register(c transport.MediaConn, log *slog.Logger) (*mediaEndpoi
 	sess := s.sessions[reg.Session]
 	switch {
 	case sess == nil || sess.ended:
-		return nil, errors.New("no such session")
+		return nil, transport.RefuseSession
 	case sess.cmd.conn.Origin() != c.Origin():
-		return nil, errors.New("media from another origin than the session's command connection")
+		return nil, transport.RefuseOrigin
+	case reg.Datagram && c.EnableDatagrams() != nil:
+		return nil, transport.RefuseDatagrams
 	}
 	ep.sess = sess
-	ep.log = sess.log.With("peer", c.RemoteAddr().Addr().String())
+	ep.log = sess.log.With("peer", c.RemoteAddr().Addr().String(), "datagram", reg.Datagram)
 	s.bindMediaLocked(sess, ep)
 	return ep, nil
 }

@@ -44,8 +44,47 @@ type MediaConn interface {
 	ReadMedia(p []byte) (int, error)
 	// WriteMedia writes p in one piece, in order after earlier writes.
 	WriteMedia(p []byte) error
-	// Datagrams reports whether the channel can carry datagram mode.
-	Datagrams() bool
+	// EnableDatagrams switches the channel to datagram mode after a
+	// "ts|sid|datagram" registration: from then on ReadMedia returns one
+	// datagram payload per call and WriteMedia sends p as datagrams no larger
+	// than the negotiated maximum. A channel that cannot carry datagrams (the
+	// legacy front) returns an error and the registration is refused.
+	EnableDatagrams() error
+	// Refuse ends the channel after a refused registration, telling the
+	// client why where the transport can (QUIC resets the stream with the
+	// refusal as application error code). The legacy front just closes: its
+	// clients expect no reply.
+	Refuse(r Refusal)
+}
+
+// Refusal says why a media registration was refused. The values are the
+// application error codes of a QUIC stream reset.
+type Refusal uint64
+
+// Registration refusals.
+const (
+	RefuseMalformed Refusal = 0x101 // not "ts|sid" or "ts|sid|datagram"
+	RefuseStale     Refusal = 0x102 // timestamp outside the replay window
+	RefuseSession   Refusal = 0x103 // no such live session
+	RefuseOrigin    Refusal = 0x104 // not from where the session logged in
+	RefuseDatagrams Refusal = 0x105 // datagram mode without DATAGRAM support
+	RefuseTimeout   Refusal = 0x106 // no registration within the deadline
+)
+
+var refusalText = map[Refusal]string{
+	RefuseMalformed: "malformed registration",
+	RefuseStale:     "timestamp outside the window",
+	RefuseSession:   "no such session",
+	RefuseOrigin:    "not the connection that logged in",
+	RefuseDatagrams: "datagram mode not negotiated",
+	RefuseTimeout:   "no registration in time",
+}
+
+func (r Refusal) Error() string {
+	if t, ok := refusalText[r]; ok {
+		return "media registration refused: " + t
+	}
+	return "media registration refused"
 }
 
 // MaxMessage is the size of a buffer that always holds one legacy media

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -100,7 +101,13 @@ func (c *recordConn) RemoteAddr() netip.AddrPort         { return c.remote }
 // from the same address as its command connection.
 func (c *recordConn) Origin() any { return c.remote.Addr() }
 
-// Datagrams is false: TLS over TCP has no datagram mode.
-func (c *recordConn) Datagrams() bool { return false }
+// EnableDatagrams fails: TLS over TCP has no datagram mode.
+func (c *recordConn) EnableDatagrams() error { return errNoDatagrams }
+
+var errNoDatagrams = errors.New("no datagram mode on the legacy front")
+
+// Refuse closes the connection: legacy clients expect no reply to a
+// registration, refused or not.
+func (c *recordConn) Refuse(transport.Refusal) { c.sc.Close() }
 
 func (c *recordConn) Close() error { return c.sc.Close() }

@@ -1,0 +1,82 @@
+package quic
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	quicgo "github.com/quic-go/quic-go"
+)
+
+// client is one QUIC connection: its command stream, its media streams and
+// the datagrams that arrive for its datagram-mode media stream.
+type client struct {
+	srv *Server
+	qc  *quicgo.Conn
+	wg  sync.WaitGroup // the connection's goroutines; serveConn waits
+	// dgramMedia is the media stream in datagram mode, if any: datagrams
+	// that arrive go to it.
+	dgramMedia atomic.Pointer[mediaStream]
+}
+
+// serveConn serves one QUIC connection until it ends: the first stream the
+// client opens is the command stream; every later one is a media stream
+// candidate. The connection closes when the command stream's session ends.
+func (s *Server) serveConn(qc *quicgo.Conn) {
+	c := &client{srv: s, qc: qc}
+	stop := context.AfterFunc(s.ctx, func() { qc.CloseWithError(codeShuttingDown, "server shutting down") })
+	defer stop()
+	log := s.log.With("peer", remoteAddr(qc).Addr().String(), "tag", "quic")
+
+	actx, cancel := context.WithTimeout(qc.Context(), s.handshake)
+	st, err := qc.AcceptStream(actx)
+	cancel()
+	if err != nil {
+		log.Info("no command stream", "dir", "error", "err", err)
+		qc.CloseWithError(codeNoCommand, "no command stream")
+		return
+	}
+	wg := &c.wg
+	wg.Go(func() {
+		s.handler.ServeCommand(s.ctx, newCommandStream(c, st))
+		// The session is over: the client left, or logged in elsewhere.
+		qc.CloseWithError(codeClosed, "")
+	})
+	wg.Go(c.receiveDatagrams)
+	for {
+		st, err := qc.AcceptStream(qc.Context())
+		if err != nil {
+			break // the connection is gone
+		}
+		wg.Go(func() { s.handler.ServeMedia(s.ctx, newMediaStream(c, st)) })
+	}
+	qc.CloseWithError(codeClosed, "")
+	wg.Wait()
+}
+
+// receiveDatagrams hands each datagram to the datagram-mode media stream;
+// without one, datagrams are discarded (as legacy media outside a
+// registration is).
+func (c *client) receiveDatagrams() {
+	for {
+		p, err := c.qc.ReceiveDatagram(c.qc.Context())
+		if err != nil {
+			return
+		}
+		if m := c.dgramMedia.Load(); m != nil {
+			m.deliver(p)
+		}
+	}
+}
+
+// remoteAddr is the client's current address (it changes when the client
+// migrates).
+func remoteAddr(qc *quicgo.Conn) netip.AddrPort {
+	if ua, ok := qc.RemoteAddr().(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}

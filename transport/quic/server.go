@@ -1,0 +1,191 @@
+// Package quic is the QUIC front for new clients (PROTOCOL.md section 6):
+// one QUIC connection per client, its first bidirectional stream carrying
+// the commands and replies of the legacy protocol as lines, later streams
+// registering media in stream mode or datagram mode. It adapts quic-go
+// connections to the interfaces of package transport; the core cannot tell a
+// QUIC client from a legacy one.
+package quic
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/dtcall/dtcall/transport"
+)
+
+// ALPN is the application protocol token; a client offering no known token
+// is refused during the handshake.
+const ALPN = "dtcall/1"
+
+// Application error codes for closing a whole connection. Stream-level
+// refusals use transport.Refusal.
+const (
+	codeClosed       quicgo.ApplicationErrorCode = 0     // the client left or was logged out
+	codeNoCommand    quicgo.ApplicationErrorCode = 0x201 // no command stream in time
+	codeShuttingDown quicgo.ApplicationErrorCode = 0x202 // the server is stopping
+)
+
+// Config configures the QUIC front.
+type Config struct {
+	// CertFile and KeyFile are the server's PEM certificate and key, the
+	// same as the legacy front's.
+	CertFile, KeyFile string
+	// KeepAlive is how often the server sends a keep-alive on an idle
+	// connection. Mobile NATs drop idle UDP mappings after about 30 s.
+	// Default 15 s.
+	KeepAlive time.Duration
+	// IdleTimeout closes a connection that has heard nothing for this long
+	// (the client's keep-alives count). Default 60 s.
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds the handshake and the wait for the command
+	// stream. Default 10 s.
+	HandshakeTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 15 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+}
+
+// Server runs QUIC listeners. Its methods are safe for concurrent use.
+type Server struct {
+	handler   transport.Handler
+	log       *slog.Logger
+	tls       *tls.Config
+	quic      *quicgo.Config
+	handshake time.Duration
+
+	ctx    context.Context // cancelled by Close; parent of every connection's
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loops and connection goroutines
+
+	mu         sync.Mutex
+	transports map[*quicgo.Transport]struct{}
+	listeners  map[*quicgo.Listener]struct{}
+	closed     bool
+}
+
+// New loads the certificate and prepares the QUIC and TLS configuration.
+func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
+	cfg.setDefaults()
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %s / key %s: %w", cfg.CertFile, cfg.KeyFile, err)
+	}
+	s := &Server{
+		handler: h,
+		log:     log,
+		tls: &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS13,
+			NextProtos:   []string{ALPN},
+		},
+		quic: &quicgo.Config{
+			HandshakeIdleTimeout: cfg.HandshakeTimeout,
+			MaxIdleTimeout:       cfg.IdleTimeout,
+			KeepAlivePeriod:      cfg.KeepAlive,
+			EnableDatagrams:      true,
+		},
+		handshake:  cfg.HandshakeTimeout,
+		transports: make(map[*quicgo.Transport]struct{}),
+		listeners:  make(map[*quicgo.Listener]struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Serve accepts QUIC connections on pc until pc or the server is closed.
+// pc is closed when Serve returns.
+func (s *Server) Serve(pc net.PacketConn) error {
+	tr := &quicgo.Transport{Conn: pc}
+	ln, err := tr.Listen(s.tls, s.quic)
+	if err != nil {
+		tr.Close()
+		pc.Close()
+		return fmt.Errorf("quic listen: %w", err)
+	}
+	if !s.add(tr, ln) {
+		ln.Close()
+		tr.Close()
+		pc.Close()
+		return net.ErrClosed
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	defer ln.Close()
+	for {
+		qc, err := ln.Accept(s.ctx)
+		if err != nil {
+			if s.isClosed() || errors.Is(err, quicgo.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("quic accept: %w", err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(qc)
+		}()
+	}
+}
+
+// add records a socket's transport and listener, for CloseListeners and
+// Close. The transport stays open (its connections use it) until Close.
+func (s *Server) add(tr *quicgo.Transport, ln *quicgo.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.transports[tr] = struct{}{}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// CloseListeners stops accepting new connections; connections already
+// served carry on. (A quic-go listener shares its socket with the
+// connections it accepted, so the socket stays open until Close.)
+func (s *Server) CloseListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// Close stops accepting, closes every connection and socket, and waits for
+// all goroutines of the front. Idempotent.
+func (s *Server) Close() error {
+	s.CloseListeners()
+	s.cancel()
+	s.wg.Wait() // connections end with the context; then the sockets go
+	s.mu.Lock()
+	for tr := range s.transports {
+		tr.Close()
+		tr.Conn.Close()
+	}
+	s.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,206 @@
+package quic
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/dtcall/dtcall/transport"
+	"github.com/dtcall/dtcall/wire"
+)
+
+// lineStream frames a bidirectional stream as lines: each message ends with
+// exactly one "\n" in both directions.
+type lineStream struct {
+	c  *client
+	st *quicgo.Stream
+	br *bufio.Reader // owned by the reader
+}
+
+// maxLine bounds one line: a command is at most wire.MaxCommand bytes.
+const maxLine = wire.MaxCommand + 1
+
+func newLineStream(c *client, st *quicgo.Stream) lineStream {
+	return lineStream{c: c, st: st, br: bufio.NewReaderSize(st, 2*maxLine)}
+}
+
+// ReadMessage returns the next line without its "\n". A line longer than a
+// command is returned cut at maxLine+1 bytes (so the parser refuses it) and
+// its rest is skipped.
+func (l *lineStream) ReadMessage() ([]byte, error) {
+	line, err := l.br.ReadSlice('\n')
+	switch {
+	case err == nil:
+		return line[:len(line)-1], nil
+	case errors.Is(err, bufio.ErrBufferFull):
+		long := append([]byte(nil), line[:maxLine+1]...)
+		for errors.Is(err, bufio.ErrBufferFull) { // bounded by the stream
+			_, err = l.br.ReadSlice('\n')
+		}
+		if err != nil {
+			return nil, err
+		}
+		return long, nil
+	default:
+		return nil, err // a last line without "\n" is not a message
+	}
+}
+
+// WriteMessage writes msg as one line, adding the "\n" unless msg has it
+// (the invalid reply does; it is not doubled).
+func (l *lineStream) WriteMessage(msg []byte) error {
+	if !bytes.HasSuffix(msg, []byte{'\n'}) {
+		msg = append(msg[:len(msg):len(msg)], '\n')
+	}
+	_, err := l.st.Write(msg)
+	return err
+}
+
+func (l *lineStream) SetReadDeadline(t time.Time) error  { return l.st.SetReadDeadline(t) }
+func (l *lineStream) SetWriteDeadline(t time.Time) error { return l.st.SetWriteDeadline(t) }
+func (l *lineStream) RemoteAddr() netip.AddrPort         { return remoteAddr(l.c.qc) }
+
+// Origin is the QUIC connection: a media stream must belong to the
+// connection that logged in (it may have migrated to any address).
+func (l *lineStream) Origin() any { return l.c.qc }
+
+// commandStream is the command channel of a QUIC client.
+type commandStream struct{ lineStream }
+
+var _ transport.Conn = (*commandStream)(nil)
+
+func newCommandStream(c *client, st *quicgo.Stream) *commandStream {
+	return &commandStream{newLineStream(c, st)}
+}
+
+// Close ends the client's session transport: the whole QUIC connection, as
+// closing a legacy command connection ends that client.
+func (cs *commandStream) Close() error {
+	cs.st.CancelRead(quicgo.StreamErrorCode(codeClosed))
+	cs.st.Close()
+	return cs.c.qc.CloseWithError(codeClosed, "")
+}
+
+// mediaStream is a media channel: a stream whose first line registers it,
+// then opaque bytes (stream mode) or datagrams (datagram mode).
+type mediaStream struct {
+	lineStream
+	dgrams   chan []byte   // datagram mode: payloads received, filled by deliver
+	dgramOn  bool          // owned by the core's reader after EnableDatagrams
+	rdl      *deadline     // datagram mode read deadline
+	maxDgram int           // owned by the writer: current max payload size
+	gone     chan struct{} // closed when the stream's read side ends in datagram mode
+}
+
+var _ transport.MediaConn = (*mediaStream)(nil)
+
+// dgramQueue is the number of received datagrams held for the relay's
+// reader; more are dropped (a lost datagram never delays the next).
+const dgramQueue = 64
+
+func newMediaStream(c *client, st *quicgo.Stream) *mediaStream {
+	return &mediaStream{lineStream: newLineStream(c, st), maxDgram: 1200, rdl: newDeadline()}
+}
+
+// ReadMedia returns media: in stream mode the next bytes of the stream
+// (including any that followed the registration line), in datagram mode
+// the next datagram payload. The stream mode has no keepalive: its bytes
+// are all media.
+func (m *mediaStream) ReadMedia(p []byte) (int, error) {
+	if !m.dgramOn {
+		return m.br.Read(p)
+	}
+	select {
+	case d := <-m.dgrams:
+		return copy(p, d), nil
+	case <-m.gone:
+		return 0, fmt.Errorf("datagram media: anchor stream closed")
+	case <-m.rdl.expired():
+		return 0, errTimeout
+	}
+}
+
+// WriteMedia writes p to the stream, or as datagrams of at most the
+// negotiated size, in order.
+func (m *mediaStream) WriteMedia(p []byte) error {
+	if !m.dgramOn {
+		_, err := m.st.Write(p)
+		return err
+	}
+	for len(p) > 0 {
+		n := min(len(p), m.maxDgram)
+		err := m.c.qc.SendDatagram(p[:n])
+		var tooLarge *quicgo.DatagramTooLargeError
+		if errors.As(err, &tooLarge) && tooLarge.MaxDatagramPayloadSize > 0 {
+			m.maxDgram = int(tooLarge.MaxDatagramPayloadSize)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// EnableDatagrams switches to datagram mode, if the client negotiated
+// DATAGRAM support. The stream's read side is then watched: the client
+// closing it unregisters the media.
+func (m *mediaStream) EnableDatagrams() error {
+	if !m.c.qc.ConnectionState().SupportsDatagrams.Remote {
+		return errors.New("client did not negotiate QUIC datagrams")
+	}
+	m.dgrams = make(chan []byte, dgramQueue)
+	m.gone = make(chan struct{})
+	m.dgramOn = true
+	m.c.dgramMedia.Store(m)
+	m.c.wg.Go(m.watchAnchor)
+	return nil
+}
+
+// watchAnchor reads the anchor stream until it ends; nothing should arrive.
+// It ends when the stream does (Close cancels the read side).
+func (m *mediaStream) watchAnchor() {
+	var buf [512]byte
+	for {
+		if _, err := m.br.Read(buf[:]); err != nil {
+			close(m.gone)
+			return
+		}
+	}
+}
+
+// deliver queues a received datagram; when the reader lags, it is dropped.
+func (m *mediaStream) deliver(p []byte) {
+	select {
+	case m.dgrams <- p:
+	default:
+	}
+}
+
+func (m *mediaStream) SetReadDeadline(t time.Time) error {
+	if m.dgramOn {
+		m.rdl.set(t)
+		return nil
+	}
+	return m.st.SetReadDeadline(t)
+}
+
+// Refuse resets the stream with the refusal as application error code.
+func (m *mediaStream) Refuse(r transport.Refusal) {
+	m.st.CancelRead(quicgo.StreamErrorCode(r))
+	m.st.CancelWrite(quicgo.StreamErrorCode(r))
+}
+
+// Close ends the media stream (replaced, or its session ended); the
+// connection carries on.
+func (m *mediaStream) Close() error {
+	m.c.dgramMedia.CompareAndSwap(m, nil)
+	m.st.CancelRead(quicgo.StreamErrorCode(codeClosed))
+	return m.st.Close()
+}

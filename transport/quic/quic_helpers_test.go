@@ -171,7 +171,10 @@ func (p *phone) send(line string) {
 	}
 }
 
-func (p *phone) say(verb, arg string) { p.t.Helper(); p.send(now() + "|" + verb + "|" + arg + "|" + p.sid) }
+func (p *phone) say(verb, arg string) {
+	p.t.Helper()
+	p.send(now() + "|" + verb + "|" + arg + "|" + p.sid)
+}
 
 func (p *phone) recv() string {
 	p.t.Helper()

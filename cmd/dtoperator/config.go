@@ -40,7 +40,12 @@ type Config struct {
 	Logs    string        // "logs": log folder; "" = console only
 	Data    string        // "data": folder for the generated certificate
 	Window  time.Duration // "window": replay guard's timestamp window
-	File    string        // the config file that was loaded, "" if none
+	// "keepalive": how often the QUIC front pings an idle connection, so that
+	// mobile NATs (which drop idle UDP mappings after ~30 s) keep it.
+	KeepAlive time.Duration
+	// "idle": a QUIC connection that hears nothing for this long is closed.
+	Idle time.Duration
+	File string // the config file that was loaded, "" if none
 }
 
 // LogValue lists the settings for a start-up log line. Config holds no
@@ -53,6 +58,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("dhfile", c.DHFile), slog.String("ciphers", c.Ciphers),
 		slog.String("users", c.Users), slog.String("logs", c.Logs),
 		slog.String("data", c.Data), slog.Duration("window", c.Window),
+		slog.Duration("keepalive", c.KeepAlive), slog.Duration("idle", c.Idle),
 	)
 }
 
@@ -157,10 +163,12 @@ type loader struct {
 func newLoader(envs map[string]string) *loader {
 	l := &loader{k: koanf.New("."), sources: make(map[string]string)}
 	defaults := map[string]any{
-		"command": 1991,
-		"media":   2014,
-		"window":  "5m",
-		"data":    defaultDataDir(envs),
+		"command":   1991,
+		"media":     2014,
+		"window":    "5m",
+		"keepalive": "15s",
+		"idle":      "60s",
+		"data":      defaultDataDir(envs),
 	}
 	// Loading a map from memory can't fail.
 	_ = l.k.Load(confmap.Provider(defaults, "."), nil)
@@ -419,8 +427,12 @@ var settings = []setting{
 	stringSetting("data", "dir", "folder for the generated certificate (default $STATE_DIRECTORY, "+
 		"$XDG_DATA_HOME/dtoperator or ~/.local/share/dtoperator)",
 		func(c *Config) *string { return &c.Data }),
-	{"window", "duration", `replay guard: accepted clock difference, e.g. "5m", "90s" or seconds (default 5m)`,
-		setWindow},
+	durationSetting("window", `replay guard: accepted clock difference, e.g. "5m", "90s" or seconds (default 5m)`,
+		func(c *Config) *time.Duration { return &c.Window }),
+	durationSetting("keepalive", "QUIC keep-alive period for idle connections (default 15s)",
+		func(c *Config) *time.Duration { return &c.KeepAlive }),
+	durationSetting("idle", "QUIC idle timeout: close a connection silent this long (default 60s)",
+		func(c *Config) *time.Duration { return &c.Idle }),
 }
 
 // settingFor returns the setting of key.
@@ -488,18 +500,22 @@ func validHostName(s string) bool {
 	return true
 }
 
-// setWindow stores a positive duration: a Go duration string or a whole
-// number of seconds (a string of digits, or a TOML integer).
-func setWindow(c *Config, v any) error {
-	d, ok := toDuration(v)
-	if !ok {
-		return fmt.Errorf(`%s is not a duration ("5m", "90s") or a number of seconds`, show(v))
+// durationSetting is a setting holding a positive duration: a Go duration
+// string or a whole number of seconds (a string of digits, or a TOML
+// integer).
+func durationSetting(key, usage string, field func(*Config) *time.Duration) setting {
+	set := func(c *Config, v any) error {
+		d, ok := toDuration(v)
+		if !ok {
+			return fmt.Errorf(`%s is not a duration ("5m", "90s") or a number of seconds`, show(v))
+		}
+		if d <= 0 {
+			return fmt.Errorf("%s is not a positive duration", show(v))
+		}
+		*field(c) = d
+		return nil
 	}
-	if d <= 0 {
-		return fmt.Errorf("%s is not a positive duration", show(v))
-	}
-	c.Window = d
-	return nil
+	return setting{key, "duration", usage, set}
 }
 
 // toDuration converts a duration string or a number of seconds.

@@ -88,7 +88,7 @@ func TestLoadConfigStrings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Listen: "::1", Command: 1991, Media: 2014, QUIC: 1991, Ciphers: "A:B",
-		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, File: conf}
+		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: conf}
 	if c != want {
 		t.Errorf("config = %+v\nwant %+v", c, want)
 	}
@@ -174,7 +174,7 @@ func TestLoadConfigExamples(t *testing.T) {
 			}
 			want := Config{Command: 1991, Media: 2014, QUIC: 1991, Public: f, Private: f, DHFile: f,
 				Ciphers: "DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", Users: f,
-				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute, File: path}
+				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: path}
 			if c != want {
 				t.Errorf("config = %+v\nwant %+v", c, want)
 			}

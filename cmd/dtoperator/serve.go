@@ -11,6 +11,7 @@ import (
 
 	"github.com/dtcall/dtcall/accounts"
 	"github.com/dtcall/dtcall/core"
+	"github.com/dtcall/dtcall/transport/quic"
 	"github.com/dtcall/dtcall/transport/tcp"
 )
 
@@ -32,47 +33,63 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	store := accounts.NewStore(users, 0)
 	calls := core.New(core.Config{Window: cfg.Window}, store, log)
-	front, err := tcp.New(tcp.Config{
+	legacy, err := tcp.New(tcp.Config{
 		CertFile: certFile, KeyFile: keyFile,
 		DHParamsFile: cfg.DHFile, Ciphers: cfg.Ciphers,
 	}, calls, log)
 	if err != nil {
 		return err
 	}
-	cmdLn, mediaLn, err := listenPair(cfg)
+	defer legacy.Close()
+	modern, err := quic.New(quic.Config{
+		CertFile: certFile, KeyFile: keyFile,
+		KeepAlive: cfg.KeepAlive, IdleTimeout: cfg.Idle,
+	}, calls, log)
 	if err != nil {
-		front.Close()
+		return err
+	}
+	defer modern.Close()
+	cmdLn, mediaLn, udp, err := listenAll(cfg)
+	if err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { front.ServeCommand(cmdLn) })
-	wg.Go(func() { front.ServeMedia(mediaLn) })
+	wg.Go(func() { legacy.ServeCommand(cmdLn) })
+	wg.Go(func() { legacy.ServeMedia(mediaLn) })
+	wg.Go(func() { modern.Serve(udp) })
 	log.Info("dtoperator ready", attrTag, "system", attrDir, "system",
 		"command", cmdLn.Addr().String(), "media", mediaLn.Addr().String(),
-		"users", store.Len(), "dhe", front.DHEAvailable())
+		"quic", udp.LocalAddr().String(), "users", store.Len(), "dhe", legacy.DHEAvailable())
 
 	<-ctx.Done()
 	log.Info("shutting down: no new connections; letting calls end", attrTag, "system", attrDir, "system", "within", drainTimeout)
-	front.CloseListeners()
+	legacy.CloseListeners()
+	modern.CloseListeners()
 	drain, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	calls.Shutdown(drain)
 	cancel()
-	front.Close()
+	legacy.Close()
+	modern.Close()
 	wg.Wait()
 	log.Info("dtoperator stopped", attrTag, "system", attrDir, "system")
 	return nil
 }
 
-// listenPair binds the command and media ports, or neither.
-func listenPair(cfg Config) (cmdLn, mediaLn net.Listener, err error) {
-	cmdLn, err = net.Listen("tcp", net.JoinHostPort(cfg.Listen, strconv.Itoa(cfg.Command)))
-	if err != nil {
-		return nil, nil, fmt.Errorf("command port: %w", err)
+// listenAll binds the legacy command and media ports (TCP) and the QUIC
+// port (UDP), or none of them.
+func listenAll(cfg Config) (cmdLn, mediaLn net.Listener, udp net.PacketConn, err error) {
+	addr := func(port int) string { return net.JoinHostPort(cfg.Listen, strconv.Itoa(port)) }
+	if cmdLn, err = net.Listen("tcp", addr(cfg.Command)); err != nil {
+		return nil, nil, nil, fmt.Errorf("command port: %w", err)
 	}
-	mediaLn, err = net.Listen("tcp", net.JoinHostPort(cfg.Listen, strconv.Itoa(cfg.Media)))
-	if err != nil {
+	if mediaLn, err = net.Listen("tcp", addr(cfg.Media)); err != nil {
 		cmdLn.Close()
-		return nil, nil, fmt.Errorf("media port: %w", err)
+		return nil, nil, nil, fmt.Errorf("media port: %w", err)
 	}
-	return cmdLn, mediaLn, nil
+	if udp, err = net.ListenPacket("udp", addr(cfg.QUIC)); err != nil {
+		cmdLn.Close()
+		mediaLn.Close()
+		return nil, nil, nil, fmt.Errorf("quic port: %w", err)
+	}
+	return cmdLn, mediaLn, udp, nil
 }

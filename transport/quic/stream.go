@@ -29,25 +29,29 @@ func newLineStream(c *client, st *quicgo.Stream) lineStream {
 	return lineStream{c: c, st: st, br: bufio.NewReaderSize(st, 2*maxLine)}
 }
 
-// ReadMessage returns the next line without its "\n". A line longer than a
-// command is returned cut at maxLine+1 bytes (so the parser refuses it) and
-// its rest is skipped.
-func (l *lineStream) ReadMessage() ([]byte, error) {
-	line, err := l.br.ReadSlice('\n')
+// ReadMessage returns the next line without its "\n" (see readLine).
+func (l *lineStream) ReadMessage() ([]byte, error) { return readLine(l.br) }
+
+// readLine returns the next line of br without its "\n". A line longer
+// than a command is returned cut to maxLine+1 bytes (so the parser refuses
+// it) and the rest of it is skipped. A last line without "\n" is not a
+// message. br must have room for 2*maxLine bytes.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
 	switch {
 	case err == nil:
-		return line[:len(line)-1], nil
+		return line[:min(len(line)-1, maxLine+1)], nil
 	case errors.Is(err, bufio.ErrBufferFull):
 		long := append([]byte(nil), line[:maxLine+1]...)
-		for errors.Is(err, bufio.ErrBufferFull) { // bounded by the stream
-			_, err = l.br.ReadSlice('\n')
+		for errors.Is(err, bufio.ErrBufferFull) { // each pass consumes a buffer
+			_, err = br.ReadSlice('\n')
 		}
 		if err != nil {
 			return nil, err
 		}
 		return long, nil
 	default:
-		return nil, err // a last line without "\n" is not a message
+		return nil, err
 	}
 }
 

@@ -1,0 +1,48 @@
+package client
+
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// NewForTest returns a Client that is logged in as user with session sid
+// over conn, a legacy command channel (one message per Write), as if Dial
+// and Login had run. Tests play the server on conn's other end.
+func NewForTest(conn net.Conn, user, sid string, timeout time.Duration) *Client {
+	c := &Client{
+		o:       Options{Timeout: timeout},
+		cmd:     newRecordChannel(conn),
+		events:  make(chan Event, eventQueue),
+		closing: make(chan struct{}),
+		user:    user,
+		sid:     sid,
+	}
+	c.wg.Go(c.readLoop)
+	return c
+}
+
+// RegisterAsForTest opens a media channel registered for session sid
+// (possibly not the client's own) and returns how it ended, or nil if it
+// is still open after wait.
+func (c *Client) RegisterAsForTest(ctx context.Context, sid string, wait time.Duration) error {
+	link, err := c.openMedia(ctx, sid)
+	if err != nil {
+		return err
+	}
+	m := newMedia(link, c.o.Transport == QUICDatagram, c.o.Timeout)
+	defer m.Close()
+	select {
+	case <-m.Done():
+		return m.Err()
+	case <-time.After(wait):
+		return nil
+	}
+}
+
+// WrapUDPForTest makes the package wrap every UDP socket it opens with
+// wrap, until the returned function is called. Not for parallel tests.
+func WrapUDPForTest(wrap func(net.PacketConn) net.PacketConn) (restore func()) {
+	wrapUDPForTest.Store(&wrap)
+	return func() { wrapUDPForTest.Store(nil) }
+}

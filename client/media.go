@@ -1,0 +1,346 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/dtcall/dtcall/transport"
+)
+
+// ErrMediaEnded is the error of a Media whose connection or stream the
+// server closed: it was replaced by a newer registration, its session
+// ended, it fell too far behind, or (legacy) its registration was refused.
+var ErrMediaEnded = errors.New("the server closed the media channel")
+
+// mediaQueue is the number of received chunks (stream modes) or datagrams
+// a Media holds for its reader. In stream modes a full queue stops reading
+// the socket (the server then drops or cuts off a receiver that cannot keep
+// up, as it should); in datagram mode the oldest datagram is dropped.
+const mediaQueue = 64
+
+// Media is one registered media channel: a legacy TLS media connection, a
+// QUIC media stream, or a QUIC datagram-mode registration (the stream is
+// only its anchor). Its methods are safe for concurrent use; ReadMedia and
+// WriteMedia may run at the same time in different goroutines.
+//
+// In the stream modes media is a byte stream: the server relays bytes in
+// order but not the boundaries of the writes (it merges queued chunks), so
+// ReadMedia returns whatever arrived. In datagram mode each ReadMedia
+// returns one datagram and each WriteMedia sends one.
+type Media struct {
+	link     mediaLink
+	datagram bool
+	timeout  time.Duration // per write
+
+	in      chan []byte // received media, filled by readLoop
+	dropped atomic.Int64
+
+	wmu sync.Mutex // serializes writes
+
+	ctx    context.Context // cancelled by fail
+	cancel context.CancelFunc
+	once   sync.Once
+	failed chan struct{} // closed by fail; err is set before
+	err    error
+	wg     sync.WaitGroup // readLoop and anchorLoop
+}
+
+// mediaLink is the socket side of a Media.
+type mediaLink interface {
+	// read blocks for the next chunk or datagram and returns a fresh slice.
+	// It returns when the link is closed or ctx ends.
+	read(ctx context.Context) ([]byte, error)
+	write(p []byte, deadline time.Time) error
+	// keepalive sends a keepalive where the link has one (legacy "D").
+	keepalive(deadline time.Time) error
+	close()
+	// anchor returns the stream to watch in datagram mode, else nil.
+	anchor() *quicgo.Stream
+	// maxDatagram is the largest datagram payload now, 0 in stream modes.
+	maxDatagram() int
+}
+
+func newMedia(link mediaLink, datagram bool, timeout time.Duration) *Media {
+	m := &Media{
+		link:     link,
+		datagram: datagram,
+		timeout:  timeout,
+		in:       make(chan []byte, mediaQueue),
+		failed:   make(chan struct{}),
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.wg.Go(m.readLoop)
+	if st := link.anchor(); st != nil {
+		m.wg.Go(func() { m.anchorLoop(st) })
+	}
+	return m
+}
+
+// readLoop moves received media to m.in until the link fails.
+func (m *Media) readLoop() {
+	for {
+		b, err := m.link.read(m.ctx)
+		if err != nil {
+			m.fail(mediaError(err))
+			return
+		}
+		if m.datagram {
+			m.deliverDropOldest(b)
+			continue
+		}
+		select {
+		case m.in <- b:
+		case <-m.ctx.Done():
+			return
+		}
+	}
+}
+
+// deliverDropOldest queues a datagram; when the reader lags, the oldest
+// one goes (late voice is worse than lost voice).
+func (m *Media) deliverDropOldest(b []byte) {
+	for {
+		select {
+		case m.in <- b:
+			return
+		default:
+		}
+		select {
+		case <-m.in:
+			m.dropped.Add(1)
+		default:
+		}
+	}
+}
+
+// anchorLoop watches the anchor stream of a datagram-mode registration:
+// nothing arrives on it; it ends when the server refuses the registration
+// (a reset with the refusal code) or closes it.
+func (m *Media) anchorLoop(st *quicgo.Stream) {
+	var buf [64]byte
+	for {
+		if _, err := st.Read(buf[:]); err != nil {
+			m.fail(mediaError(err))
+			return
+		}
+	}
+}
+
+// mediaError turns a read error into what the application should see: a
+// refused QUIC registration becomes its transport.Refusal, a closed
+// channel ErrMediaEnded.
+func mediaError(err error) error {
+	var se *quicgo.StreamError
+	if errors.As(err, &se) && se.Remote && se.ErrorCode >= 0x101 && se.ErrorCode <= 0x1ff {
+		return transport.Refusal(se.ErrorCode)
+	}
+	if errors.Is(err, io.EOF) || (errors.As(err, &se) && se.Remote) {
+		return ErrMediaEnded
+	}
+	var ae *quicgo.ApplicationError
+	if errors.As(err, &ae) && ae.Remote {
+		return fmt.Errorf("%w: the connection closed: %v", ErrMediaEnded, err)
+	}
+	return fmt.Errorf("media: %w", err)
+}
+
+// fail ends m with err (the first error wins) and closes the link, which
+// unblocks readLoop and anchorLoop.
+func (m *Media) fail(err error) {
+	m.once.Do(func() {
+		m.err = err
+		close(m.failed)
+	})
+	m.cancel()
+	m.link.close()
+}
+
+// ReadMedia returns the next received media: a chunk of the byte stream
+// (stream modes) or one datagram payload (datagram mode). Media received
+// before the channel failed is returned first; then the error
+// (ErrMediaEnded when the server closed it, a transport.Refusal when it
+// refused the QUIC registration, ErrClosed after Close). It blocks until
+// media arrives, the channel fails or ctx ends.
+func (m *Media) ReadMedia(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-m.in:
+		return b, nil
+	default:
+	}
+	select {
+	case b := <-m.in:
+		return b, nil
+	case <-m.failed:
+		select {
+		case b := <-m.in:
+			return b, nil
+		default:
+			return nil, m.err
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// WriteMedia sends p: as one write (one TLS record on the legacy front, at
+// most 16 KiB each) in the stream modes, as one datagram in datagram mode.
+// A datagram larger than MaxDatagram fails with an error wrapping
+// *quicgo.DatagramTooLargeError; nothing is sent. Over TCP, a write of
+// exactly "D" is a keepalive the server never relays. Each write has
+// Options.Timeout.
+func (m *Media) WriteMedia(p []byte) error {
+	select {
+	case <-m.failed:
+		return m.err
+	default:
+	}
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if err := m.link.write(p, time.Now().Add(m.timeout)); err != nil {
+		return fmt.Errorf("write media: %w", err)
+	}
+	return nil
+}
+
+// MaxDatagram is the largest payload WriteMedia sends as one datagram right
+// now (it grows as the path's MTU is discovered); 0 in the stream modes.
+func (m *Media) MaxDatagram() int { return m.link.maxDatagram() }
+
+// Datagram reports whether m is in datagram mode.
+func (m *Media) Datagram() bool { return m.datagram }
+
+// Dropped is the number of received datagrams dropped because the reader
+// fell more than 64 behind.
+func (m *Media) Dropped() int64 { return m.dropped.Load() }
+
+// Done is closed when m has failed or was closed; Err then says why.
+func (m *Media) Done() <-chan struct{} { return m.failed }
+
+// Err is nil while m works, then why it stopped.
+func (m *Media) Err() error {
+	select {
+	case <-m.failed:
+		return m.err
+	default:
+		return nil
+	}
+}
+
+// Close closes the media channel and waits for its goroutines. During a
+// call the server then tells the other party call|drop after a short grace
+// unless a new registration follows. Idempotent.
+func (m *Media) Close() error {
+	m.fail(ErrClosed)
+	m.wg.Wait()
+	return nil
+}
+
+func (m *Media) keepalive() error {
+	select {
+	case <-m.failed:
+		return m.err
+	default:
+	}
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	return m.link.keepalive(time.Now().Add(m.timeout))
+}
+
+// tlsMedia is a legacy media connection.
+type tlsMedia struct {
+	conn net.Conn
+	buf  []byte // owned by the reader
+}
+
+func (t *tlsMedia) read(context.Context) ([]byte, error) {
+	for {
+		n, err := t.conn.Read(t.buf)
+		if n > 0 {
+			return append([]byte(nil), t.buf[:n]...), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (t *tlsMedia) write(p []byte, deadline time.Time) error {
+	t.conn.SetWriteDeadline(deadline)
+	_, err := t.conn.Write(p)
+	return err
+}
+
+func (t *tlsMedia) keepalive(deadline time.Time) error { return t.write([]byte{'D'}, deadline) }
+func (t *tlsMedia) close()                             { t.conn.Close() }
+func (t *tlsMedia) anchor() *quicgo.Stream             { return nil }
+func (t *tlsMedia) maxDatagram() int                   { return 0 }
+
+// streamMedia is a QUIC media stream in stream mode.
+type streamMedia struct {
+	st  *quicgo.Stream
+	buf []byte // owned by the reader
+}
+
+func (s *streamMedia) read(context.Context) ([]byte, error) {
+	for {
+		n, err := s.st.Read(s.buf)
+		if n > 0 {
+			return append([]byte(nil), s.buf[:n]...), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (s *streamMedia) write(p []byte, deadline time.Time) error {
+	s.st.SetWriteDeadline(deadline)
+	_, err := s.st.Write(p)
+	return err
+}
+
+func (s *streamMedia) keepalive(time.Time) error { return nil }
+func (s *streamMedia) close()                    { closeStream(s.st) }
+func (s *streamMedia) anchor() *quicgo.Stream    { return nil }
+func (s *streamMedia) maxDatagram() int          { return 0 }
+
+// closeStream ends both directions of a stream of ours; pending reads and
+// writes return.
+func closeStream(st *quicgo.Stream) {
+	st.CancelRead(0)
+	st.CancelWrite(0)
+}
+
+// datagramMedia is a datagram-mode registration: media in DATAGRAM frames,
+// the stream as anchor.
+type datagramMedia struct {
+	conn *quicgo.Conn
+	st   *quicgo.Stream
+}
+
+func (d *datagramMedia) read(ctx context.Context) ([]byte, error) {
+	return d.conn.ReceiveDatagram(ctx)
+}
+
+func (d *datagramMedia) write(p []byte, _ time.Time) error { return d.conn.SendDatagram(p) }
+func (d *datagramMedia) keepalive(time.Time) error         { return nil }
+func (d *datagramMedia) close()                            { closeStream(d.st) }
+func (d *datagramMedia) anchor() *quicgo.Stream            { return d.st }
+
+// maxDatagram asks quic-go: a payload too large for any packet is refused
+// with the current maximum, and nothing is sent.
+func (d *datagramMedia) maxDatagram() int {
+	var tooLarge *quicgo.DatagramTooLargeError
+	if err := d.conn.SendDatagram(make([]byte, 1<<16)); errors.As(err, &tooLarge) {
+		return int(tooLarge.MaxDatagramPayloadSize)
+	}
+	return 0
+}

@@ -69,110 +69,154 @@ func expectRefused(t *testing.T, err error, command string) {
 	}
 }
 
-// Every reply and notification of PROTOCOL.md section 3, over each kind of
-// client, with media both ways during the call.
+// Every reply and notification of PROTOCOL.md section 3, for every pairing
+// of client kinds (caller side × callee side: legacy TLS, the 2017 Android
+// client's DHE, QUIC stream mode, QUIC datagram mode), with media both ways
+// during the call, a relogin across transports, and peer death.
 func TestEveryReply(t *testing.T) {
-	for _, k := range kinds {
-		t.Run(k.name, func(t *testing.T) {
-			t.Parallel()
-			s := startServer(t, core.Config{MediaLossGrace: time.Millisecond})
-			ctx := context.Background()
-			a, b := s.onlineAs(t, "alice", k), s.onlineAs(t, "bob", k)
-
-			// lookup
-			if ok, err := a.Lookup(ctx, "bob"); err != nil || !ok {
-				t.Fatalf("lookup bob: %v, %v", ok, err)
-			}
-			if ok, err := a.Lookup(ctx, "zed"); err != nil || ok {
-				t.Fatalf("lookup zed: %v, %v", ok, err)
-			}
-			// call: unknown, offline, oneself
-			expectCall(t, a, "zed", client.NotAvailable)
-			expectCall(t, a, "carol", client.NotAvailable)
-			expectCall(t, a, "alice", client.Busy)
-			// logged in without media: not available, and may not call
-			c := s.dial(t, s.options(k.tr))
-			if err := c.Login(ctx, "carol", "pw-carol"); err != nil {
-				t.Fatal(err)
-			}
-			expectCall(t, a, "carol", client.NotAvailable)
-			_, err := c.Call(ctx, "alice")
-			expectRefused(t, err, "call")
-			if err := c.RegisterMedia(ctx); err != nil {
-				t.Fatal(err)
-			}
-
-			// ring, busy while ringing, reject
-			expectCall(t, a, "bob", client.Available)
-			expectEvent(t, b, client.Incoming, "alice")
-			expectCall(t, c, "bob", client.Busy)
-			if err := b.Reject(ctx, "alice"); err != nil {
-				t.Fatal(err)
-			}
-			expectEvent(t, a, client.Rejected, "bob")
-			quiet(t, b)
-
-			// the caller gives up
-			expectCall(t, a, "bob", client.Available)
-			expectEvent(t, b, client.Incoming, "alice")
-			if err := a.Timeout(ctx, "bob"); err != nil {
-				t.Fatal(err)
-			}
-			expectEvent(t, b, client.TimedOut, "alice")
-			quiet(t, a)
-
-			// the caller cancels while it rings
-			expectCall(t, a, "bob", client.Available)
-			expectEvent(t, b, client.Incoming, "alice")
-			if err := a.End(ctx, "bob"); err != nil {
-				t.Fatal(err)
-			}
-			expectEvent(t, b, client.Ended, "alice")
-			quiet(t, a)
-
-			// accept; busy in a call; media both ways; end
-			call(t, a, b)
-			expectCall(t, c, "alice", client.Busy)
-			exchange(t, a, b, 4)
-			if err := b.End(ctx, "alice"); err != nil {
-				t.Fatal(err)
-			}
-			expectEvent(t, a, client.Ended, "bob")
-			quiet(t, b)
-
-			// commands that match no call are refused
-			for cmd, f := range map[string]func(context.Context, string) error{
-				"accept": a.Accept, "reject": a.Reject, "end": a.End, "timeout": a.Timeout,
-			} {
-				expectRefused(t, f(ctx, "bob"), cmd)
-			}
-			quiet(t, a)
-
-			// as deployed clients do after a call: fresh media
-			if err := a.RegisterMedia(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.RegisterMedia(ctx); err != nil {
-				t.Fatal(err)
-			}
-
-			// the other party's connection dies in a call: drop
-			call(t, a, b)
-			exchange(t, a, b, 1)
-			b.Close()
-			ev := expectEvent(t, a, client.Dropped, "bob")
-			if ev.Value != a.SessionID() {
-				t.Fatalf("drop carries %q, want own session id %s", ev.Value, a.SessionID())
-			}
-
-			// ... while ringing: end
-			expectCall(t, a, "carol", client.Available)
-			expectEvent(t, c, client.Incoming, "alice")
-			c.Close()
-			expectEvent(t, a, client.Ended, "carol")
-			quiet(t, a)
-		})
+	for _, ka := range kinds {
+		for _, kb := range kinds {
+			t.Run(ka.name+"→"+kb.name, func(t *testing.T) {
+				t.Parallel()
+				everyReply(t, ka, kb)
+			})
+		}
 	}
+}
+
+func everyReply(t *testing.T, ka, kb kind) {
+	s := startServer(t, core.Config{MediaLossGrace: time.Millisecond})
+	ctx := context.Background()
+	a, b := s.onlineAs(t, "alice", ka), s.onlineAs(t, "bob", kb)
+
+	// lookup
+	if ok, err := a.Lookup(ctx, "bob"); err != nil || !ok {
+		t.Fatalf("lookup bob: %v, %v", ok, err)
+	}
+	if ok, err := a.Lookup(ctx, "zed"); err != nil || ok {
+		t.Fatalf("lookup zed: %v, %v", ok, err)
+	}
+	// call: unknown, offline, oneself
+	expectCall(t, a, "zed", client.NotAvailable)
+	expectCall(t, a, "carol", client.NotAvailable)
+	expectCall(t, a, "alice", client.Busy)
+	// logged in without media: not available, and may not call
+	ko := s.options(kb.tr)
+	ko.TLS12DHEOnly = kb.dhe
+	c := s.dial(t, ko)
+	if err := c.Login(ctx, "carol", "pw-carol"); err != nil {
+		t.Fatal(err)
+	}
+	expectCall(t, a, "carol", client.NotAvailable)
+	_, err := c.Call(ctx, "alice")
+	expectRefused(t, err, "call")
+	if err := c.RegisterMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// ring, busy while ringing, reject
+	expectCall(t, a, "bob", client.Available)
+	expectEvent(t, b, client.Incoming, "alice")
+	expectCall(t, c, "bob", client.Busy)
+	if err := b.Reject(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, a, client.Rejected, "bob")
+	quiet(t, b)
+
+	// the caller gives up
+	expectCall(t, a, "bob", client.Available)
+	expectEvent(t, b, client.Incoming, "alice")
+	if err := a.Timeout(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, b, client.TimedOut, "alice")
+	quiet(t, a)
+
+	// the caller cancels while it rings
+	expectCall(t, a, "bob", client.Available)
+	expectEvent(t, b, client.Incoming, "alice")
+	if err := a.End(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, b, client.Ended, "alice")
+	quiet(t, a)
+
+	// accept; busy in a call; media both ways; end
+	call(t, a, b)
+	expectCall(t, c, "alice", client.Busy)
+	exchange(t, a, b, 4)
+	if err := b.End(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, a, client.Ended, "bob")
+	quiet(t, b)
+
+	// commands that match no call are refused
+	for cmd, f := range map[string]func(context.Context, string) error{
+		"accept": a.Accept, "reject": a.Reject, "end": a.End, "timeout": a.Timeout,
+	} {
+		expectRefused(t, f(ctx, "bob"), cmd)
+	}
+	quiet(t, a)
+
+	// as deployed clients do after a call: fresh media
+	if err := a.RegisterMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.RegisterMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// bob logs in again with the caller's kind of client: the old
+	// session ends, the new one calls
+	b2 := s.onlineAs(t, "bob", ka)
+	expectClosed(t, b)
+	call(t, a, b2)
+	exchange(t, a, b2, 1)
+	if err := a.End(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, b2, client.Ended, "alice")
+	if err := a.RegisterMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.RegisterMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// the other party's connection dies in a call: drop
+	call(t, a, b2)
+	exchange(t, a, b2, 1)
+	b2.Close()
+	ev := expectEvent(t, a, client.Dropped, "bob")
+	if ev.Value != a.SessionID() {
+		t.Fatalf("drop carries %q, want own session id %s", ev.Value, a.SessionID())
+	}
+
+	// ... while ringing: end
+	expectCall(t, a, "carol", client.Available)
+	expectEvent(t, c, client.Incoming, "alice")
+	c.Close()
+	expectEvent(t, a, client.Ended, "carol")
+	quiet(t, a)
+}
+
+// expectClosed waits until the server has ended c's session.
+func expectClosed(t *testing.T, c *client.Client) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for range 1000 { // events pending before the close come first
+		select {
+		case _, ok := <-c.Events():
+			if !ok {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("%s: old session still open", c.User())
+		}
+	}
+	t.Fatalf("%s: old session still sending events", c.User())
 }
 
 // Legacy, QUIC stream and QUIC datagram clients call each other, every

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -73,6 +74,10 @@ type Server struct {
 	ctx    context.Context // cancelled by Close; parent of every connection's
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // accept loops and connection goroutines
+
+	// datagramsDropped counts received datagrams dropped because the relay
+	// lagged behind (see dgramQueue).
+	datagramsDropped atomic.Int64
 
 	mu         sync.Mutex
 	transports map[*quicgo.Transport]struct{}
@@ -173,6 +178,17 @@ func (s *Server) CloseListeners() {
 	for ln := range s.listeners {
 		ln.Close()
 	}
+}
+
+// Stats are the QUIC front's own counters, for metrics publishing; the
+// core counts what it drops on the way out.
+type Stats struct {
+	DatagramsDropped int64 // received datagrams dropped: the relay lagged
+}
+
+// Stats returns a snapshot of the front's counters.
+func (s *Server) Stats() Stats {
+	return Stats{DatagramsDropped: s.datagramsDropped.Load()}
 }
 
 // Close stops accepting, closes every connection and socket, and waits for

@@ -184,6 +184,7 @@ func (m *mediaStream) deliver(p []byte) {
 	select {
 	case m.dgrams <- p:
 	default:
+		m.c.srv.datagramsDropped.Add(1)
 	}
 }
 

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -15,35 +12,17 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/dtcall/dtcall/accounts"
 	"github.com/dtcall/dtcall/client"
 	"github.com/dtcall/dtcall/core"
-	"github.com/dtcall/dtcall/internal/testcert"
-	"github.com/dtcall/dtcall/transport/quic"
-	"github.com/dtcall/dtcall/transport/tcp"
+	"github.com/dtcall/dtcall/internal/testserver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// users are test accounts "alice", "bob", ... with password "pw-<name>",
-// hashed with cheap scrypt parameters (the server reads them from each
-// hash).
-var users = func() []accounts.Entry {
-	var es []accounts.Entry
-	for _, name := range []string{"alice", "bob", "carol", "dave"} {
-		mcf, err := accounts.NewHash("pw-"+name, accounts.Params{LogN: 4, R: 8, P: 1})
-		if err != nil {
-			panic(err)
-		}
-		h, _ := accounts.ParseMCF(mcf)
-		es = append(es, accounts.Entry{Name: name, Hash: h})
-	}
-	return es
-}()
-
 // server is one core with both fronts on 127.0.0.1: the legacy TLS pair
 // and QUIC.
 type server struct {
+	*testserver.Server
 	commandPort, mediaPort, quicPort int
 	certFile                         string
 	der                              []byte // the leaf, for pins
@@ -51,61 +30,16 @@ type server struct {
 	dhe                              bool // the legacy front serves DHE-only clients (cgo build)
 }
 
-func logger() *slog.Logger {
-	if testing.Testing() && testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // startServer runs a server until the end of t.
 func startServer(t testing.TB, ccfg core.Config) *server {
 	t.Helper()
-	cert := testcert.Write(t)
-	log := logger()
-	s := &server{certFile: cert.CertFile, der: cert.DER}
-	s.core = core.New(ccfg, accounts.NewStore(users, 0), log)
-	front, err := tcp.New(tcp.Config{CertFile: cert.CertFile, KeyFile: cert.KeyFile}, s.core, log)
-	if err != nil {
-		t.Fatal(err)
+	ts := testserver.Start(t, testserver.Config{Core: ccfg})
+	return &server{
+		Server:      ts,
+		commandPort: ts.CommandPort, mediaPort: ts.MediaPort, quicPort: ts.QUICPort,
+		certFile: ts.Cert.CertFile, der: ts.Cert.DER,
+		core: ts.Core, dhe: ts.Legacy.DHEAvailable(),
 	}
-	qfront, err := quic.New(quic.Config{CertFile: cert.CertFile, KeyFile: cert.KeyFile}, s.core, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.dhe = front.DHEAvailable()
-	cmdLn, mediaLn := listenTCP(t), listenTCP(t)
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.commandPort = cmdLn.Addr().(*net.TCPAddr).Port
-	s.mediaPort = mediaLn.Addr().(*net.TCPAddr).Port
-	s.quicPort = pc.LocalAddr().(*net.UDPAddr).Port
-	var wg sync.WaitGroup
-	wg.Go(func() { front.ServeCommand(cmdLn) })
-	wg.Go(func() { front.ServeMedia(mediaLn) })
-	wg.Go(func() { qfront.Serve(pc) })
-	t.Cleanup(func() {
-		front.CloseListeners()
-		qfront.CloseListeners()
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // don't wait for calls to end
-		s.core.Shutdown(ctx)
-		front.Close()
-		qfront.Close()
-		wg.Wait()
-	})
-	return s
-}
-
-func listenTCP(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }
 
 // options are the client options for this server, pinned by file.

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,31 +14,14 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/dtcall/dtcall/accounts"
 	"github.com/dtcall/dtcall/client"
-	"github.com/dtcall/dtcall/core"
-	"github.com/dtcall/dtcall/internal/testcert"
-	"github.com/dtcall/dtcall/transport/quic"
-	"github.com/dtcall/dtcall/transport/tcp"
+	"github.com/dtcall/dtcall/internal/testserver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // These tests run the CLI's run function, not a subprocess, against an
 // in-process server with both fronts on 127.0.0.1.
-
-var users = func() []accounts.Entry {
-	var es []accounts.Entry
-	for _, name := range []string{"alice", "bob", "carol"} {
-		mcf, err := accounts.NewHash("pw-"+name, accounts.Params{LogN: 4, R: 8, P: 1})
-		if err != nil {
-			panic(err)
-		}
-		h, _ := accounts.ParseMCF(mcf)
-		es = append(es, accounts.Entry{Name: name, Hash: h})
-	}
-	return es
-}()
 
 type server struct {
 	commandPort, mediaPort, quicPort int
@@ -50,47 +30,11 @@ type server struct {
 
 func startServer(t *testing.T) *server {
 	t.Helper()
-	cert := testcert.Write(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ts := testserver.Start(t, testserver.Config{})
+	return &server{
+		commandPort: ts.CommandPort, mediaPort: ts.MediaPort, quicPort: ts.QUICPort,
+		certFile: ts.Cert.CertFile,
 	}
-	c := core.New(core.Config{}, accounts.NewStore(users, 0), log)
-	front, err := tcp.New(tcp.Config{CertFile: cert.CertFile, KeyFile: cert.KeyFile}, c, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	qfront, err := quic.New(quic.Config{CertFile: cert.CertFile, KeyFile: cert.KeyFile}, c, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmdLn, err1 := net.Listen("tcp", "127.0.0.1:0")
-	mediaLn, err2 := net.Listen("tcp", "127.0.0.1:0")
-	pc, err3 := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err1 != nil || err2 != nil || err3 != nil {
-		t.Fatal(err1, err2, err3)
-	}
-	s := &server{
-		commandPort: cmdLn.Addr().(*net.TCPAddr).Port,
-		mediaPort:   mediaLn.Addr().(*net.TCPAddr).Port,
-		quicPort:    pc.LocalAddr().(*net.UDPAddr).Port,
-		certFile:    cert.CertFile,
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { front.ServeCommand(cmdLn) })
-	wg.Go(func() { front.ServeMedia(mediaLn) })
-	wg.Go(func() { qfront.Serve(pc) })
-	t.Cleanup(func() {
-		front.CloseListeners()
-		qfront.CloseListeners()
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		c.Shutdown(ctx)
-		front.Close()
-		qfront.Close()
-		wg.Wait()
-	})
-	return s
 }
 
 // args is a dtcall command line for user over transport ("tcp", "quic" or

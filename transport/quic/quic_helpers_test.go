@@ -8,21 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
 	"go.uber.org/goleak"
 
-	"github.com/dtcall/dtcall/accounts"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/internal/testcert"
+	"github.com/dtcall/dtcall/internal/testserver"
 	"github.com/dtcall/dtcall/transport/quic"
 )
 
@@ -30,19 +27,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // These tests run the real QUIC front and core on 127.0.0.1:0 and talk to
 // them with quic-go clients, line by line and datagram by datagram.
-
-var users = func() []accounts.Entry {
-	var es []accounts.Entry
-	for _, name := range []string{"alice", "bob", "carol"} {
-		mcf, err := accounts.NewHash("pw-"+name, accounts.Params{LogN: 4, R: 8, P: 1})
-		if err != nil {
-			panic(err)
-		}
-		h, _ := accounts.ParseMCF(mcf)
-		es = append(es, accounts.Entry{Name: name, Hash: h})
-	}
-	return es
-}()
 
 type env struct {
 	t    testing.TB
@@ -52,39 +36,11 @@ type env struct {
 	cert testcert.Cert
 }
 
-func logger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
+// start runs a server (both fronts; these tests use QUIC) until the end of t.
 func start(t testing.TB, ccfg core.Config) *env {
 	t.Helper()
-	e := &env{t: t, cert: testcert.Write(t)}
-	log := logger()
-	e.core = core.New(ccfg, accounts.NewStore(users, 0), log)
-	var err error
-	e.srv, err = quic.New(quic.Config{CertFile: e.cert.CertFile, KeyFile: e.cert.KeyFile}, e.core, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = pc.LocalAddr().(*net.UDPAddr)
-	var wg sync.WaitGroup
-	wg.Go(func() { e.srv.Serve(pc) })
-	t.Cleanup(func() {
-		e.srv.CloseListeners()
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		e.core.Shutdown(ctx)
-		e.srv.Close()
-		wg.Wait()
-	})
-	return e
+	ts := testserver.Start(t, testserver.Config{Core: ccfg})
+	return &env{t: t, core: ts.Core, srv: ts.QUIC, addr: ts.QUICAddr, cert: ts.Cert}
 }
 
 // phone is a QUIC client: one connection, a command stream, a media stream.

@@ -2,17 +2,13 @@ package tcp_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +18,7 @@ import (
 	"github.com/dtcall/dtcall/accounts"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/internal/testcert"
+	"github.com/dtcall/dtcall/internal/testserver"
 	"github.com/dtcall/dtcall/transport/tcp"
 )
 
@@ -30,21 +27,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // These end-to-end tests run the real legacy front and core on 127.0.0.1:0
 // with real TLS and talk bytes to them the way deployed clients do: one
 // Write per command, one Read of up to 1024 bytes per reply.
-
-// cheapUsers are test accounts with cheap scrypt parameters; the parameters
-// come from each hash, so the server takes them as they are.
-var cheapUsers = func() []accounts.Entry {
-	var es []accounts.Entry
-	for _, name := range []string{"alice", "bob", "carol", "dave"} {
-		mcf, err := accounts.NewHash("pw-"+name, accounts.Params{LogN: 4, R: 8, P: 1})
-		if err != nil {
-			panic(err)
-		}
-		h, _ := accounts.ParseMCF(mcf)
-		es = append(es, accounts.Entry{Name: name, Hash: h})
-	}
-	return es
-}()
 
 // sampleUsers are the three accounts of the old distribution (p=16 hashes,
 // about 0.6-0.8 s per check).
@@ -66,42 +48,16 @@ type env struct {
 	cert      testcert.Cert
 }
 
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// start runs a server with the cheap and the sample accounts.
+// start runs a server with the test and the sample accounts until the end
+// of t.
 func start(t testing.TB, ccfg core.Config, tcfg tcp.Config) *env {
 	t.Helper()
 	sample, err := accounts.ParseUsers(strings.NewReader(sampleUsers))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, cert: testcert.Write(t)}
-	log := testLogger()
-	e.core = core.New(ccfg, accounts.NewStore(append(sample, cheapUsers...), 0), log)
-	tcfg.CertFile, tcfg.KeyFile = e.cert.CertFile, e.cert.KeyFile
-	if e.front, err = tcp.New(tcfg, e.core, log); err != nil {
-		t.Fatal(err)
-	}
-	cmdLn := listen(t)
-	mediaLn := listen(t)
-	e.cmdAddr, e.mediaAddr = cmdLn.Addr().String(), mediaLn.Addr().String()
-	var wg sync.WaitGroup
-	wg.Go(func() { e.front.ServeCommand(cmdLn) })
-	wg.Go(func() { e.front.ServeMedia(mediaLn) })
-	t.Cleanup(func() {
-		e.front.CloseListeners()
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // don't wait for calls to end
-		e.core.Shutdown(ctx)
-		e.front.Close()
-		wg.Wait()
-	})
-	return e
+	ts := testserver.Start(t, testserver.Config{Core: ccfg, Legacy: tcfg, Accounts: sample})
+	return &env{t: t, core: ts.Core, front: ts.Legacy, cmdAddr: ts.CommandAddr, mediaAddr: ts.MediaAddr, cert: ts.Cert}
 }
 
 func listen(t testing.TB) net.Listener {

@@ -1,0 +1,120 @@
+// Package testserver runs a whole dtcall server in-process for tests: one
+// core with the legacy TLS pair and the QUIC front on 127.0.0.1, with test
+// accounts and a throwaway certificate.
+package testserver
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/dtcall/dtcall/accounts"
+	"github.com/dtcall/dtcall/core"
+	"github.com/dtcall/dtcall/internal/testcert"
+	"github.com/dtcall/dtcall/transport/quic"
+	"github.com/dtcall/dtcall/transport/tcp"
+)
+
+// Users are the test accounts alice, bob, carol and dave, each with
+// password "pw-<name>", hashed with cheap scrypt parameters (the server
+// reads the parameters from each hash).
+var Users = func() []accounts.Entry {
+	var es []accounts.Entry
+	for _, name := range []string{"alice", "bob", "carol", "dave"} {
+		mcf, err := accounts.NewHash("pw-"+name, accounts.Params{LogN: 4, R: 8, P: 1})
+		if err != nil {
+			panic(err)
+		}
+		h, err := accounts.ParseMCF(mcf)
+		if err != nil {
+			panic(err)
+		}
+		es = append(es, accounts.Entry{Name: name, Hash: h})
+	}
+	return es
+}()
+
+// Server is a running server.
+type Server struct {
+	Core   *core.Server
+	Legacy *tcp.Server
+	QUIC   *quic.Server
+	Cert   testcert.Cert
+
+	CommandAddr, MediaAddr           string // legacy TCP ports, "127.0.0.1:port"
+	QUICAddr                         *net.UDPAddr
+	CommandPort, MediaPort, QUICPort int
+}
+
+// Config holds the settings of each layer; zero values are the defaults.
+type Config struct {
+	Core   core.Config
+	Legacy tcp.Config // CertFile and KeyFile are filled in
+	QUIC   quic.Config
+	// Accounts are served besides Users.
+	Accounts []accounts.Entry
+}
+
+// Logger discards logs, or shows them all with go test -v.
+func Logger() *slog.Logger {
+	if testing.Testing() && testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// Start runs a server until the end of t. Its cleanup does not wait for
+// calls to end.
+func Start(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	s := &Server{Cert: testcert.Write(t)}
+	log := Logger()
+	s.Core = core.New(cfg.Core, accounts.NewStore(append(cfg.Accounts, Users...), 0), log)
+	cfg.Legacy.CertFile, cfg.Legacy.KeyFile = s.Cert.CertFile, s.Cert.KeyFile
+	cfg.QUIC.CertFile, cfg.QUIC.KeyFile = s.Cert.CertFile, s.Cert.KeyFile
+	var err error
+	if s.Legacy, err = tcp.New(cfg.Legacy, s.Core, log); err != nil {
+		t.Fatal(err)
+	}
+	if s.QUIC, err = quic.New(cfg.QUIC, s.Core, log); err != nil {
+		t.Fatal(err)
+	}
+	cmdLn, mediaLn := listenTCP(t), listenTCP(t)
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CommandAddr, s.MediaAddr = cmdLn.Addr().String(), mediaLn.Addr().String()
+	s.CommandPort = cmdLn.Addr().(*net.TCPAddr).Port
+	s.MediaPort = mediaLn.Addr().(*net.TCPAddr).Port
+	s.QUICAddr = pc.LocalAddr().(*net.UDPAddr)
+	s.QUICPort = s.QUICAddr.Port
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Legacy.ServeCommand(cmdLn) })
+	wg.Go(func() { s.Legacy.ServeMedia(mediaLn) })
+	wg.Go(func() { s.QUIC.Serve(pc) })
+	t.Cleanup(func() {
+		s.Legacy.CloseListeners()
+		s.QUIC.CloseListeners()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // don't wait for calls to end
+		s.Core.Shutdown(ctx)
+		s.Legacy.Close()
+		s.QUIC.Close()
+		wg.Wait()
+	})
+	return s
+}
+
+func listenTCP(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}

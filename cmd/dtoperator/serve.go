@@ -61,7 +61,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		"command", cmdLn.Addr().String(), "media", mediaLn.Addr().String(),
 		"quic", udp.LocalAddr().String(), "users", store.Len(), "dhe", legacy.DHEAvailable())
 
-	<-ctx.Done()
+	reportStats(ctx, log, calls, modern)
 	log.Info("shutting down: no new connections; letting calls end", attrTag, "system", attrDir, "system", "within", drainTimeout)
 	legacy.CloseListeners()
 	modern.CloseListeners()
@@ -73,6 +73,32 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	wg.Wait()
 	log.Info("dtoperator stopped", attrTag, "system", attrDir, "system")
 	return nil
+}
+
+// statsEvery is how often the server logs its counters.
+const statsEvery = 5 * time.Minute
+
+// reportStats logs the core's and the QUIC front's counters every
+// statsEvery until ctx ends: sessions, calls, media bytes, drops by
+// reason, write timeouts, slow consumers and the longest queue delay.
+func reportStats(ctx context.Context, log *slog.Logger, calls *core.Server, modern *quic.Server) {
+	tick := time.NewTicker(statsEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			st := calls.Stats()
+			log.Info("stats", attrTag, "stats", attrDir, "system",
+				"sessions", st.Sessions, "calls", st.ActiveCalls, "calls_started", st.CallsStarted,
+				"logins_ok", st.LoginsOK, "logins_refused", st.LoginsRefused, "invalid", st.Invalid,
+				"media_in", st.MediaBytesIn, "media_out", st.MediaBytesOut, "drops", st.Drops,
+				"write_timeouts", st.WriteTimeouts, "slow_consumers", st.SlowConsumers,
+				"max_queue_delay", time.Duration(st.MaxQueueDelayNs),
+				"quic_datagrams_dropped", modern.Stats().DatagramsDropped)
+		}
+	}
 }
 
 // listenAll binds the legacy command and media ports (TCP) and the QUIC

@@ -190,7 +190,14 @@ func (c *Client) RegisterMedia(ctx context.Context) error {
 	c.media = nil
 	c.mu.Unlock()
 	if old != nil {
-		old.Close() // before registering: the check below must not see the old one
+		// Close the old channel first, as deployed clients do, and wait until
+		// the server has let go of it: otherwise the check below could see
+		// the old registration, whose end the server may handle only after
+		// the new one (and then have none).
+		old.Close()
+		if err := c.confirmMediaGone(ctx, user); err != nil {
+			return err
+		}
 	}
 	link, err := c.openMedia(ctx, sid)
 	if err != nil {
@@ -277,6 +284,30 @@ func (c *Client) confirmMedia(ctx context.Context, m *Media, user string) error 
 			return registrationError(m.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("media registration did not take effect within %v (is a call ringing or up?)", c.o.Timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// confirmMediaGone waits until a call to oneself is refused (no media
+// bound) instead of answered busy (media bound).
+func (c *Client) confirmMediaGone(ctx context.Context, user string) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r, err := c.request(ctx, "call", user)
+		if err != nil {
+			return fmt.Errorf("media: waiting for the server to drop the old media channel: %w", err)
+		}
+		if r.invalid() {
+			return nil
+		}
+		if res, err := callResult(r, user); err != nil || res != Busy {
+			return fmt.Errorf("media registration check: unexpected reply %q", r)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("media: the server kept the old media channel for %v", c.o.Timeout)
 		case <-tick.C:
 		}
 	}

@@ -239,6 +239,12 @@ func (p *phone) quiet() {
 // ring|busy with media and invalid without.
 func (p *phone) registerMedia() {
 	p.t.Helper()
+	if p.media != nil {
+		// The old media connection must be gone on the server first, or the
+		// check below could see it rather than the new one.
+		p.media.Close()
+		p.waitMediaGone()
+	}
 	m, err := p.e.dial(p.e.mediaAddr, p.kind, "")
 	if err != nil {
 		p.t.Fatalf("%s: dial media port: %v", p.user, err)
@@ -263,6 +269,19 @@ func (p *phone) registerMediaOn(m net.Conn) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	p.t.Fatalf("%s: media registration never took effect", p.user)
+}
+
+// waitMediaGone waits until a call to oneself is refused: no media bound.
+func (p *phone) waitMediaGone() {
+	p.t.Helper()
+	for range 200 {
+		p.say("call", p.user)
+		if strings.HasSuffix(p.recv(), "|resp|invalid|command\n") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.t.Fatalf("%s: the server kept the old media connection", p.user)
 }
 
 func (p *phone) sendMedia(b []byte) {

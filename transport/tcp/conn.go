@@ -24,14 +24,15 @@ type secureConn interface {
 // one TLS record.
 type recordConn struct {
 	sc     secureConn
+	raw    net.Conn // the TCP connection under sc
 	remote netip.AddrPort
 	buf    []byte // owned by the reader; holds one record
 }
 
 var _ transport.MediaConn = (*recordConn)(nil)
 
-func newRecordConn(sc secureConn, remote net.Addr) *recordConn {
-	return &recordConn{sc: sc, remote: addrPort(remote), buf: make([]byte, transport.MaxMessage)}
+func newRecordConn(sc secureConn, raw net.Conn) *recordConn {
+	return &recordConn{sc: sc, raw: raw, remote: addrPort(raw.RemoteAddr()), buf: make([]byte, transport.MaxMessage)}
 }
 
 // addrPort converts a TCP address, IPv4-mapped IPv6 unmapped so that the
@@ -108,6 +109,14 @@ var errNoDatagrams = errors.New("no datagram mode on the legacy front")
 
 // Refuse closes the connection: legacy clients expect no reply to a
 // registration, refused or not.
-func (c *recordConn) Refuse(transport.Refusal) { c.sc.Close() }
+func (c *recordConn) Refuse(transport.Refusal) { c.Close() }
 
-func (c *recordConn) Close() error { return c.sc.Close() }
+// Close closes the TCP connection first, then the TLS layer. The core may
+// close a connection while holding its lock and while a write to a stalled
+// client is blocked: closing the socket fails that write at once, so the
+// TLS layer's close_notify (which waits for the writer) cannot stall the
+// core. Legacy clients do not wait for close_notify.
+func (c *recordConn) Close() error {
+	c.raw.Close()
+	return c.sc.Close()
+}

@@ -476,3 +476,38 @@ func TestLoginBurstDoesNotStallMedia(t *testing.T) {
 	t.Logf("longest frame round trip during the login burst: %v", maxGap)
 	wg.Wait()
 }
+
+// Closing a connection whose writer is blocked on a client that reads
+// nothing (here: bob's old DHE media, when bob logs in again) must not
+// stall the core: the close happens under the core's lock. With a write
+// timeout of an hour, a close that waited for the blocked writer would hang
+// every other client; carol's lookup must still be answered. (recordConn
+// closes the socket first; without that, the OpenSSL engine's close waits
+// for the writer up to its 250 ms close-notify timeout.)
+func TestStalledClientCannotStallCore(t *testing.T) {
+	e := start(t, core.Config{MediaWriteTimeout: time.Hour, MediaQueue: 4}, tcp.Config{})
+	a, b := e.online("alice", modern), e.online("bob", android17) // bob never reads media
+	c := e.online("carol", modern)
+	call(t, a, b)
+	flood := bytes.Repeat([]byte("x"), 16000)
+	a.media.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	for i := range 4000 { // up to 64 MB: far beyond the socket buffers toward bob
+		if _, err := a.media.Write(flood); err != nil {
+			t.Fatalf("alice's media write: %v", err)
+		}
+		// Once the queue toward bob overflows, the server's writer is
+		// blocked on bob's full socket.
+		if i%50 == 49 && e.core.Stats().Drops["queue_head"] > 100 {
+			break
+		}
+	}
+	if e.core.Stats().Drops["queue_head"] <= 100 {
+		t.Fatal("the writer toward bob never blocked")
+	}
+	// Bob logs in again elsewhere: his old connections are closed under the
+	// core's lock while the writer is blocked.
+	e.online("bob", modern)
+	a.expect("call|drop|" + a.sid)
+	c.say("lookup", "alice")
+	c.expect("lookup|alice|exists")
+}

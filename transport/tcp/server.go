@@ -178,7 +178,7 @@ func (s *Server) serveConn(nc net.Conn, kind string, handle func(context.Context
 		nc.Close()
 		return
 	}
-	handle(s.ctx, newRecordConn(sc, nc.RemoteAddr()))
+	handle(s.ctx, newRecordConn(sc, nc))
 }
 
 func (s *Server) addListener(ln net.Listener) bool {

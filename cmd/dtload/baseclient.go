@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/dtcall/dtcall/client"
+)
+
+// pinSum reads --pin: "sha256:HEX" or a PEM certificate file.
+func pinSum(pin string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	if h, ok := strings.CutPrefix(pin, "sha256:"); ok {
+		b, err := hex.DecodeString(strings.ReplaceAll(h, ":", ""))
+		if err != nil || len(b) != sha256.Size {
+			return sum, fmt.Errorf("pin %q: want sha256:<64 hex digits>", pin)
+		}
+		return [sha256.Size]byte(b), nil
+	}
+	data, err := os.ReadFile(pin)
+	if err != nil {
+		return sum, err
+	}
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return sum, fmt.Errorf("pin file %s: no PEM CERTIFICATE block", pin)
+		}
+		if b.Type == "CERTIFICATE" {
+			return sha256.Sum256(b.Bytes), nil
+		}
+	}
+}
+
+// baseDialer connects raw TLS and QUIC connections to the baseline
+// forwarder, pinning its certificate.
+type baseDialer struct {
+	host              string
+	tcpPort, quicPort int
+	pin               [sha256.Size]byte
+}
+
+func (d *baseDialer) tlsConfig() *tls.Config {
+	return &tls.Config{
+		InsecureSkipVerify: true, // pinned below
+		ServerName:         d.host,
+		NextProtos:         []string{baselineALPN},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no server certificate")
+			}
+			if sum := sha256.Sum256(cs.PeerCertificates[0].Raw); !bytes.Equal(sum[:], d.pin[:]) {
+				return fmt.Errorf("server certificate sha256:%x is not the pinned one", sum)
+			}
+			return nil
+		},
+	}
+}
+
+// dial connects one party of a baseline call.
+func (d *baseDialer) dial(ctx context.Context, kind client.Transport) (mediaEnd, error) {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	if kind == client.TCP {
+		td := tls.Dialer{Config: d.tlsConfig()}
+		c, err := td.DialContext(ctx, "tcp", net.JoinHostPort(d.host, strconv.Itoa(d.tcpPort)))
+		if err != nil {
+			return nil, err
+		}
+		return &connEnd{c: c, buf: make([]byte, 16<<10)}, nil
+	}
+	qc, err := quicgo.DialAddr(ctx, net.JoinHostPort(d.host, strconv.Itoa(d.quicPort)), d.tlsConfig(), quicConfig())
+	if err != nil {
+		return nil, err
+	}
+	if kind == client.QUICDatagram {
+		return &datagramEnd{c: qc}, nil
+	}
+	st, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		qc.CloseWithError(0, "")
+		return nil, err
+	}
+	return &streamEnd{qc: qc, st: st, buf: make([]byte, 16<<10)}, nil
+}
+
+// past unblocks a read when its context ends.
+var past = time.Unix(1, 0)
+
+// connEnd is a raw TLS connection to the forwarder.
+type connEnd struct {
+	c   net.Conn
+	buf []byte // owned by the reader
+}
+
+func (e *connEnd) write(p []byte) error {
+	e.c.SetWriteDeadline(time.Now().Add(stepTimeout))
+	_, err := e.c.Write(p)
+	return err
+}
+
+func (e *connEnd) read(ctx context.Context) ([]byte, error) {
+	stop := context.AfterFunc(ctx, func() { e.c.SetReadDeadline(past) })
+	defer stop()
+	n, err := e.c.Read(e.buf)
+	if n > 0 {
+		return append([]byte(nil), e.buf[:n]...), nil
+	}
+	return nil, err
+}
+
+func (e *connEnd) datagram() bool { return false }
+func (e *connEnd) Close() error   { return e.c.Close() }
+
+// streamEnd is a QUIC connection to the forwarder with media on its first
+// stream.
+type streamEnd struct {
+	qc  *quicgo.Conn
+	st  *quicgo.Stream
+	buf []byte // owned by the reader
+}
+
+func (e *streamEnd) write(p []byte) error {
+	e.st.SetWriteDeadline(time.Now().Add(stepTimeout))
+	_, err := e.st.Write(p)
+	return err
+}
+
+func (e *streamEnd) read(ctx context.Context) ([]byte, error) {
+	stop := context.AfterFunc(ctx, func() { e.st.SetReadDeadline(past) })
+	defer stop()
+	n, err := e.st.Read(e.buf)
+	if n > 0 {
+		return append([]byte(nil), e.buf[:n]...), nil
+	}
+	return nil, err
+}
+
+func (e *streamEnd) datagram() bool { return false }
+func (e *streamEnd) Close() error   { return e.qc.CloseWithError(0, "") }
+
+// datagramEnd is a QUIC connection to the forwarder with media in
+// datagrams.
+type datagramEnd struct{ c *quicgo.Conn }
+
+func (e *datagramEnd) write(p []byte) error                     { return e.c.SendDatagram(p) }
+func (e *datagramEnd) read(ctx context.Context) ([]byte, error) { return e.c.ReceiveDatagram(ctx) }
+func (e *datagramEnd) datagram() bool                           { return true }
+func (e *datagramEnd) Close() error                             { return e.c.CloseWithError(0, "") }

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dtcall/dtcall/client"
+)
+
+// stepTimeout bounds each step of a call's set-up (dial, login, media
+// registration, ring, answer).
+const stepTimeout = 10 * time.Second
+
+// callOutcome is what one call did.
+type callOutcome struct {
+	reason     string // "" when the call succeeded
+	note       string // something worth counting that is not a failure
+	ab, ba     *direction
+	logins     []span
+	setup      span // from the call command to both parties' start
+	setupOK    bool
+	mediaStart time.Time
+}
+
+// span is the start and end of one operation.
+type span struct{ start, end time.Time }
+
+func (s span) dur() time.Duration { return s.end.Sub(s.start) }
+
+// clientMedia adapts a dtcall client's media channel.
+type clientMedia struct{ m *client.Media }
+
+func (c clientMedia) write(p []byte) error                     { return c.m.WriteMedia(p) }
+func (c clientMedia) read(ctx context.Context) ([]byte, error) { return c.m.ReadMedia(ctx) }
+func (c clientMedia) datagram() bool                           { return c.m.Datagram() }
+
+// party is one side of a call against a dtcall server.
+type party struct {
+	acct  account
+	kind  client.Transport
+	c     *client.Client
+	login span
+}
+
+// online dials, logs in and registers media.
+func (p *party) online(ctx context.Context, o client.Options) (reason string, err error) {
+	o.Transport = p.kind
+	o.Timeout = stepTimeout
+	if p.c, err = client.Dial(ctx, o); err != nil {
+		return "dial", err
+	}
+	p.login.start = time.Now()
+	if err = p.c.Login(ctx, p.acct.name, p.acct.password); err != nil {
+		return "login", err
+	}
+	p.login.end = time.Now()
+	if err = p.c.RegisterMedia(ctx); err != nil {
+		return "register_media", err
+	}
+	return "", nil
+}
+
+// waitEvent waits for the next event of c and checks its kind.
+func waitEvent(ctx context.Context, c *client.Client, want client.EventKind) error {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	select {
+	case ev, ok := <-c.Events():
+		if !ok {
+			return fmt.Errorf("connection ended: %v", c.Err())
+		}
+		if ev.Kind != want {
+			return fmt.Errorf("got %v, want %v", ev, want)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("no %v: %w", want, ctx.Err())
+	}
+}
+
+// dtcallCall runs one call: both parties online, ring, answer, media,
+// hang up.
+func (r *runner) dtcallCall(ctx context.Context, i int) (out callOutcome) {
+	caller := &party{acct: r.accts[2*i], kind: r.kinds(i, true)}
+	callee := &party{acct: r.accts[2*i+1], kind: r.kinds(i, false)}
+	defer func() {
+		for _, p := range []*party{caller, callee} {
+			if p.c != nil {
+				p.c.Close()
+			}
+		}
+	}()
+	var reasons [2]string
+	var wg sync.WaitGroup
+	for j, p := range []*party{caller, callee} {
+		wg.Go(func() {
+			reasons[j], _ = p.online(ctx, r.opts)
+			if !p.login.end.IsZero() {
+				r.live.logins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range []*party{caller, callee} {
+		if !p.login.end.IsZero() {
+			out.logins = append(out.logins, p.login)
+		}
+	}
+	for _, why := range reasons {
+		if why != "" {
+			out.reason = why
+			return out
+		}
+	}
+	out.setup.start = time.Now()
+	if why := ring(ctx, caller, callee); why != "" {
+		out.reason = why
+		return out
+	}
+	out.setup.end, out.setupOK = time.Now(), true
+	r.live.callsUp.Add(1)
+	defer r.live.callsUp.Add(-1)
+	return r.talk(ctx, caller, callee, out)
+}
+
+// ring calls, answers and waits for both parties' start.
+func ring(ctx context.Context, caller, callee *party) (reason string) {
+	res, err := caller.c.Call(ctx, callee.acct.name)
+	switch {
+	case err != nil:
+		return "call_error"
+	case res != client.Available:
+		return "call_" + res.String()
+	}
+	if err := waitEvent(ctx, callee.c, client.Incoming); err != nil {
+		return "no_incoming"
+	}
+	if err := callee.c.Accept(ctx, caller.acct.name); err != nil {
+		return "accept"
+	}
+	if err := waitEvent(ctx, caller.c, client.Started); err != nil {
+		return "no_start"
+	}
+	if err := waitEvent(ctx, callee.c, client.Started); err != nil {
+		return "no_start"
+	}
+	return ""
+}
+
+// talk runs the media of an answered call and hangs up. A drop or end
+// notice during the media fails the call.
+func (r *runner) talk(ctx context.Context, caller, callee *party, out callOutcome) callOutcome {
+	mctx, cancel := context.WithCancelCause(ctx)
+	var hangingUp atomic.Bool
+	endSeen := make(chan struct{})
+	var seenOnce sync.Once
+	var watchers sync.WaitGroup
+	for _, p := range []*party{caller, callee} {
+		watchers.Go(func() {
+			for ev := range p.c.Events() {
+				switch {
+				case hangingUp.Load() && ev.Kind == client.Ended:
+					seenOnce.Do(func() { close(endSeen) })
+				case ev.Kind == client.Dropped || ev.Kind == client.Ended:
+					cancel(fmt.Errorf("%v during the call", ev.Kind))
+				}
+			}
+		})
+	}
+	defer watchers.Wait() // after the Close below: Events closes then
+	defer func() {
+		caller.c.Close()
+		callee.c.Close()
+	}()
+	out.mediaStart = time.Now()
+	if r.p.clock.now() >= r.p.until {
+		out.reason = "set_up_after_the_end"
+		cancel(nil)
+		return out
+	}
+	var err error
+	out.ab, out.ba, err = runMedia(mctx, r.p, clientMedia{caller.c.Media()}, clientMedia{callee.c.Media()})
+	switch cause := context.Cause(mctx); {
+	case cause != nil && cause != context.Canceled && ctx.Err() == nil:
+		out.reason = "dropped"
+	case errors.Is(err, errNoMedia):
+		out.reason = "no_media"
+	case err != nil && ctx.Err() == nil:
+		out.reason = "media_error"
+	}
+	cancel(nil)
+	hangingUp.Store(true)
+	hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer hcancel()
+	if out.reason == "" {
+		if err := caller.c.End(hctx, callee.acct.name); err != nil {
+			out.note = "end_refused"
+		} else {
+			select {
+			case <-endSeen:
+			case <-hctx.Done():
+				out.note = "end_not_seen"
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,58 @@
+// Command dtload is the load generator of dtcall: it drives N concurrent
+// calls (2N clients of package client) against a running dtoperator, or
+// the same traffic against a minimal forwarder that serves as the
+// yardstick, and reports what a voice user would feel.
+//
+//	dtload users --count N --out FILE [--prefix load]
+//	dtload run --server HOST --pin FILE|sha256:HEX --accounts FILE [flags]
+//	dtload run --baseline --server HOST --pin FILE|sha256:HEX [flags]
+//	dtload baseline --cert FILE --key FILE [--listen 127.0.0.1 --command P --quic P]
+//
+// users writes a users file of load accounts (load0001..) with cheap
+// scrypt parameters (N=16, r=8, p=1; the server reads the parameters from
+// each hash) for dtoperator --users, and FILE.accounts ("name password"
+// per line) for dtload run --accounts. Load accounts are for load tests
+// only.
+//
+// run starts --calls calls spread evenly over --ramp. In each, both
+// parties dial (--transport tcp, quic, datagram or mixed, or
+// --caller-transport and --callee-transport), log in and register media;
+// the caller calls, the callee accepts, and both send --frame bytes
+// --rate times a second until ramp + --duration after the start, then the
+// caller hangs up. Each frame starts with its sequence number and send
+// time (8 + 8 bytes, big-endian; nanoseconds since the run's start on the
+// monotonic clock, which sender and receiver share). Stream media is
+// re-framed at the receiver by the frame size; a datagram is one frame.
+// Before its first numbered frame each side sends probes (sequence 0)
+// until it hears from the other, so that set-up is not counted as
+// latency.
+//
+// The report gives one-way latency p50/p90/p99/max, jitter (mean absolute
+// difference of consecutive latencies per direction), loss, frames per
+// second delivered, logins and call set-ups per second (over the span
+// from the first start to the last end: with a ramp, this is the offered
+// rate unless the server is slower) with their p50/p99 duration, failed
+// calls by reason, dtload's own CPU (it shares the machine), and with
+// --server-pid the server's CPU (/proc/PID/stat) and RSS
+// (/proc/PID/status). A live bar shows progress when stderr is a
+// terminal, a line every 5 s otherwise (--quiet for none); the summary
+// goes to stdout and --json writes the report.
+//
+// --find-max doubles the call count from --start until a step fails the
+// criterion (p99 < --max-p99, loss < --max-loss %, failed calls <=
+// --max-failed), then bisects between the last good and first bad count;
+// each step is a run of --ramp + --duration.
+//
+// baseline pairs connections in arrival order (1st with 2nd, 3rd with
+// 4th, ...) on its TLS listener and, separately, on its QUIC listener,
+// and copies every read to the partner, nothing else; on QUIC the first
+// stream each side opens, and datagrams. run --baseline drives it with
+// the same traffic, without login or signalling: a call is two
+// connections dialed in order (so mixed transports cannot meet).
+//
+// dtload only connects to the address given with --server. Every run is
+// bounded: it ends by ramp + duration + 25 s whatever happens. Ctrl-C
+// stops the calls and still prints the report. Exit codes: 0 every call
+// succeeded (find-max: the search ended), 1 an error or failed calls, 2
+// usage, 130 interrupted.
+package main

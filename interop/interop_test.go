@@ -6,7 +6,10 @@
 // The test builds the binary, makes its users file with "dtoperator user
 // add", writes a certificate and an old-format dtoperator.conf, runs the
 // server as a separate process on loopback and runs the Java client against
-// it for several caller→callee TLS profile pairs. It needs a JDK 17
+// it for several caller→callee TLS profile pairs. Against the same server
+// it then runs the interop matrix (matrix_test.go): every scenario for every
+// caller→callee pair of Go (TCP, QUIC stream, QUIC datagram) and Java
+// (android2017, java-default) clients, printed as a table. It needs a JDK 17
 // (javac and java on PATH) and the DHE engine (cgo with OpenSSL 3).
 package interop
 
@@ -71,8 +74,9 @@ func TestJavaLegacyClients(t *testing.T) {
 	classes := compileClient(t, jdk, dir)
 	bin := buildServer(t, dir)
 	accts := []account{{"alice", rand.Text()}, {"bob", rand.Text()}, {"carol", rand.Text()}}
+	matrixAccts := matrixAccounts()
 	wrong := "wrong-" + rand.Text()
-	files := serverFiles{users: writeUsers(t, bin, dir, accts), logs: filepath.Join(dir, "logs")}
+	files := serverFiles{users: writeUsers(t, bin, dir, append(accts, matrixAccts...)), logs: filepath.Join(dir, "logs")}
 	files.cert, files.key = writeCert(t, dir, "server")
 	otherCert, _ := writeCert(t, dir, "other")
 	srv := startServer(t, bin, dir, files)
@@ -87,6 +91,11 @@ func TestJavaLegacyClients(t *testing.T) {
 	}
 	t.Log("\n" + table(runs))
 
+	t.Run("matrix", func(t *testing.T) {
+		runMatrix(t, &matrixEnv{srv: srv, certFile: files.cert, java: jdk.java, classes: classes, accts: matrixAccts,
+			goTLS: map[goTransport]string{}, javaTLS: map[string]string{}})
+	})
+
 	t.Run("pin_mismatch_refused", func(t *testing.T) {
 		for _, profile := range []string{"android2017", "java-default", "java-tls12"} {
 			r := client.run(t, otherCert, pair{profile, profile}, "login")
@@ -99,7 +108,7 @@ func TestJavaLegacyClients(t *testing.T) {
 
 	srv.stop(t)
 	secrets := []string{wrong}
-	for _, a := range accts {
+	for _, a := range append(accts, matrixAccts...) {
 		secrets = append(secrets, a.password)
 	}
 	checkLogs(t, files.logs, srv.console.String(), accts[0].name, secrets)

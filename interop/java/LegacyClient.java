@@ -30,6 +30,12 @@
 //	    --users alice:pw,bob:pw,carol:pw [--wrong-password X]
 //	    [--frame-ms 20] [--scenarios a,b,...]
 //
+//	java -cp DIR LegacyClient --agent 1 --host 127.0.0.1 --command PORT --media PORT --pin cert.pem
+//
+// The second form is the remote-controlled agent mode of the interop matrix
+// (see runAgents): it reads one command a line on stdin and answers each with
+// one line, "ok ..." or "err ...".
+//
 // Profiles: android2017 (TLS 1.2, only TLS_DHE_RSA_WITH_AES_256_GCM_SHA384),
 // java-default (the platform's defaults) and java-tls12 (the platform's
 // suites over TLS 1.2 only, as the Java client on a Java 8 runtime).
@@ -955,6 +961,253 @@ public final class LegacyClient {
         b.quiet(); // bob is still logged in and told nothing
     }
 
+    // ---------------------------------------------------------------- agent mode
+
+    /**
+     * Agent is one remote-controlled phone of --agent mode: the interop matrix
+     * drives it one command at a time (see runAgents). Notifications that
+     * arrive while it waits for a reply are queued for "expect".
+     */
+    final class Agent {
+        final Run run = new Run();
+        final Profile profile;
+        final java.util.ArrayDeque<String> events = new java.util.ArrayDeque<>();
+        Phone ph;
+
+        Agent(Profile profile) {
+            this.profile = profile;
+        }
+
+        /** isEvent says whether reply fields f are a notification, not a reply. */
+        boolean isEvent(String[] f) {
+            return f[1].equals("call") || (f[1].equals("ring") && (f[2].equals("incoming") || f[2].equals("timeout")));
+        }
+
+        /** next returns the next reply, queueing the notifications before it. */
+        String next() throws Fail {
+            for (;;) {
+                String[] f = ph.reply();
+                String rest = f[1] + "|" + f[2] + "|" + f[3];
+                if (!isEvent(f)) {
+                    return rest;
+                }
+                events.add(rest);
+            }
+        }
+
+        /** barrier sends a lookup and returns once it is answered. */
+        void barrier() throws Fail {
+            ph.say("lookup", BARRIER);
+            String got = next();
+            if (!got.equals("lookup|" + BARRIER + "|doesntexist")) {
+                throw new Fail(ph.user + ": barrier lookup answered " + q(got));
+            }
+        }
+
+        String exec(String[] w) throws Exception {
+            switch (w[0]) {
+                case "login" -> {
+                    ph = new Phone(run, w[1], w[2], profile);
+                    ph.connect();
+                    ph.login();
+                    ph.registerMedia();
+                    return ph.sid;
+                }
+                case "lookup" -> {
+                    ph.say("lookup", w[1]);
+                    String got = next();
+                    String prefix = "lookup|" + w[1] + "|";
+                    if (!got.startsWith(prefix)) {
+                        throw new Fail(ph.user + ": lookup answered " + q(got));
+                    }
+                    return got.substring(prefix.length());
+                }
+                case "call" -> {
+                    ph.say("call", w[1]);
+                    String got = next();
+                    if (got.equals(INVALID)) {
+                        return "invalid";
+                    }
+                    String[] f = got.split("\\|", -1);
+                    if (!f[0].equals("ring") || !f[2].equals(w[1])) {
+                        throw new Fail(ph.user + ": call answered " + q(got));
+                    }
+                    return f[1];
+                }
+                case "accept", "reject", "end", "timeout" -> {
+                    ph.say(w[0], w[1]);
+                    ph.say("lookup", BARRIER);
+                    String got = next();
+                    if (got.equals(INVALID)) {
+                        next(); // the barrier's answer
+                        throw new Fail(ph.user + ": " + w[0] + " " + w[1] + " refused");
+                    }
+                    if (!got.equals("lookup|" + BARRIER + "|doesntexist")) {
+                        throw new Fail(ph.user + ": " + w[0] + " then lookup answered " + q(got));
+                    }
+                    return "";
+                }
+                case "expect" -> {
+                    return expect(w[1], Integer.parseInt(w[2]));
+                }
+                case "quiet" -> {
+                    barrier();
+                    if (!events.isEmpty()) {
+                        String pending = String.join(", ", events);
+                        events.clear();
+                        throw new Fail(ph.user + ": unexpected " + pending);
+                    }
+                    return "";
+                }
+                case "media-send" -> {
+                    for (int i = 0; i < Integer.parseInt(w[2]); i++) {
+                        ph.writeMedia(frame(ph.user, w[1], i), "frame " + i);
+                    }
+                    return "";
+                }
+                case "media-expect" -> {
+                    for (int i = 0; i < Integer.parseInt(w[2]); i++) {
+                        byte[] got = ph.readFrame();
+                        byte[] want = frame(w[1], ph.user, i);
+                        if (!Arrays.equals(got, want)) {
+                            throw new Fail(ph.user + ": media frame " + i + " is " + q(got) + ", want " + q(want));
+                        }
+                    }
+                    return "";
+                }
+                case "media-quiet" -> {
+                    expectNoMedia(ph, Integer.parseInt(w[1]));
+                    return "";
+                }
+                case "reregister" -> {
+                    reregister();
+                    return "";
+                }
+                case "keepalive" -> {
+                    ph.keepalive();
+                    ph.mediaKeepalive();
+                    return "";
+                }
+                case "kill" -> { // as a phone that loses its network: reset, no goodbye
+                    for (Socket s : run.sockets) {
+                        try {
+                            s.setSoLinger(true, 0);
+                        } catch (IOException e) {
+                            // already closed
+                        }
+                    }
+                    run.close();
+                    return "";
+                }
+                case "tls" -> {
+                    SSLSession c = ph.cmd.getSession();
+                    SSLSession m = ph.media.getSession();
+                    String cs = c.getProtocol() + " " + c.getCipherSuite();
+                    String ms = m.getProtocol() + " " + m.getCipherSuite();
+                    return cs.equals(ms) ? cs : cs + " (media " + ms + ")";
+                }
+                default -> throw new Fail("unknown agent command " + q(w[0]));
+            }
+        }
+
+        /** expect waits up to ms for the next notification, which must be want. */
+        String expect(String want, int ms) throws Exception {
+            if (events.isEmpty()) {
+                ph.cmd.setSoTimeout(ms);
+                String[] f;
+                try {
+                    f = ph.reply();
+                } catch (Fail e) {
+                    throw new Fail(ph.user + ": no " + q(want) + " within " + ms + " ms (" + e.getMessage() + ")");
+                } finally {
+                    ph.cmd.setSoTimeout(SO_TIMEOUT_MS);
+                }
+                String rest = f[1] + "|" + f[2] + "|" + f[3];
+                if (!isEvent(f)) {
+                    throw new Fail(ph.user + ": got reply " + q(rest) + " while waiting for " + q(want));
+                }
+                events.add(rest);
+            }
+            String got = events.poll();
+            if (!got.equals(want)) {
+                throw new Fail(ph.user + ": got " + q(got) + ", want " + q(want));
+            }
+            return "";
+        }
+
+        /**
+         * reregister closes the media socket, waits until the server has
+         * dropped it (a call to oneself is refused again), then opens and
+         * registers a new one, as the deployed clients do after a call.
+         */
+        void reregister() throws Exception {
+            closeQuietly(ph.media);
+            for (int i = 0;; i++) {
+                ph.say("call", ph.user);
+                String got = next();
+                if (got.equals(INVALID)) {
+                    break;
+                }
+                if (!got.equals("ring|busy|" + ph.user)) {
+                    throw new Fail(ph.user + ": probing the old media got " + q(got));
+                }
+                if (i == 500) {
+                    throw new Fail(ph.user + ": the server kept the closed media channel bound for 5 s");
+                }
+                Thread.sleep(10);
+            }
+            ph.registerMedia();
+        }
+    }
+
+    /**
+     * runAgents is --agent mode: it reads commands "ID VERB ARGS..." on stdin,
+     * one a line, and answers each with one line on stdout, "ok [RESULT]" or
+     * "err REASON". "ID new PROFILE" makes an agent, "ID close" closes one,
+     * "quit" (or the end of stdin) ends the process.
+     */
+    void runAgents() throws IOException {
+        java.io.BufferedReader in = new java.io.BufferedReader(
+                new java.io.InputStreamReader(System.in, StandardCharsets.UTF_8));
+        Map<String, Agent> agents = new HashMap<>();
+        for (String line; (line = in.readLine()) != null && !line.equals("quit");) {
+            String[] w = line.trim().split(" +");
+            String answer;
+            try {
+                if (w.length < 2) {
+                    throw new Fail("want ID VERB [ARGS]");
+                }
+                String[] args = Arrays.copyOfRange(w, 1, w.length);
+                if (args[0].equals("new")) {
+                    agents.put(w[0], new Agent(Profile.parse(args[1])));
+                    answer = "ok";
+                } else if (args[0].equals("close")) {
+                    Agent a = agents.remove(w[0]);
+                    if (a != null) {
+                        a.run.close();
+                    }
+                    answer = "ok";
+                } else {
+                    Agent a = agents.get(w[0]);
+                    if (a == null) {
+                        throw new Fail("no agent " + q(w[0]));
+                    }
+                    if (a.ph == null && !args[0].equals("login")) {
+                        throw new Fail(w[0] + ": not logged in");
+                    }
+                    answer = ("ok " + a.exec(args)).trim();
+                }
+            } catch (Exception e) {
+                answer = "err " + describe(e).replace('\n', ' ');
+            }
+            System.out.println(answer);
+            System.out.flush();
+        }
+        for (Agent a : agents.values()) {
+            a.run.close();
+        }
+    }
+
     // ---------------------------------------------------------------- running
 
     /** runOne runs s with a deadline and returns null if it passed, else why not. */
@@ -1078,8 +1331,14 @@ public final class LegacyClient {
     public static void main(String[] args) {
         LegacyClient c;
         List<String> only;
+        Map<String, String> opt;
         try {
-            Map<String, String> opt = parseArgs(args);
+            opt = parseArgs(args);
+            if (opt.containsKey("agent")) { // agents log in with the names they are given
+                opt.putIfAbsent("caller", "java-default");
+                opt.putIfAbsent("callee", "java-default");
+                opt.putIfAbsent("users", "-:-,-:-,-:-");
+            }
             c = new LegacyClient(opt);
             String s = opt.getOrDefault("scenarios", "");
             only = s.isEmpty() ? List.of() : List.of(s.split(","));
@@ -1087,6 +1346,15 @@ public final class LegacyClient {
             System.err.println("LegacyClient: " + e.getMessage());
             System.exit(2);
             return;
+        }
+        if (opt.containsKey("agent")) {
+            try {
+                c.runAgents();
+            } catch (IOException e) {
+                System.err.println("LegacyClient: agent: " + e);
+                System.exit(1);
+            }
+            System.exit(0);
         }
         System.exit(c.runAll(only));
     }

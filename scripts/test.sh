@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: ./scripts/test.sh
 #
-# Installs what a fresh Debian machine lacks (when run as root), then runs
-# vet, the race-enabled tests of every package, and the builds without cgo
-# and without DHE. Fails loudly when something it needs is missing.
+# Installs what a fresh Debian machine lacks (when run as root: a C
+# compiler, OpenSSL 3 headers, the openssl tool, a JDK for interop/), then
+# runs vet, the builds without cgo and without DHE, and the race-enabled
+# tests of every package, the interop runs against the real binary
+# included. Fails loudly when something it needs is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,8 @@ command -v gcc >/dev/null || missing+=(gcc)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v openssl >/dev/null || missing+=(openssl) # drives the DHE test client
+# interop/ compiles and runs a Java client like the deployed ones.
+{ command -v javac >/dev/null && command -v java >/dev/null; } || missing+=(openjdk-17-jdk-headless)
 if ((${#missing[@]})); then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		echo "installing: ${missing[*]}"

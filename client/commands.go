@@ -238,7 +238,7 @@ func (c *Client) openMedia(ctx context.Context, sid string) (mediaLink, error) {
 			conn.Close()
 			return nil, fmt.Errorf("send registration: %w", err)
 		}
-		return &tlsMedia{conn: conn, buf: make([]byte, maxRecord)}, nil
+		return newTLSMedia(conn), nil
 	}
 	st, err := c.quic.conn.OpenStreamSync(ctx)
 	if err != nil {
@@ -255,7 +255,7 @@ func (c *Client) openMedia(ctx context.Context, sid string) (mediaLink, error) {
 	if c.o.Transport == QUICDatagram {
 		return &datagramMedia{conn: c.quic.conn, st: st}, nil
 	}
-	return &streamMedia{st: st, buf: make([]byte, maxRecord)}, nil
+	return newStreamMedia(st), nil
 }
 
 // confirmMedia waits until m is bound: a call to oneself is answered busy

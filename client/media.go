@@ -254,17 +254,33 @@ func (m *Media) keepalive() error {
 	return m.link.keepalive(time.Now().Add(m.timeout))
 }
 
-// tlsMedia is a legacy media connection.
-type tlsMedia struct {
-	conn net.Conn
-	buf  []byte // owned by the reader
+// byteMedia is media as a byte stream: a legacy media connection, or a
+// QUIC media stream in stream mode.
+type byteMedia struct {
+	rw interface {
+		io.ReadWriter
+		SetWriteDeadline(time.Time) error
+	}
+	buf    []byte // owned by the reader
+	jbyte  bool   // legacy: the keepalive is a "D" record
+	closer func()
 }
 
-func (t *tlsMedia) read(context.Context) ([]byte, error) {
+// newTLSMedia is a legacy media connection.
+func newTLSMedia(conn net.Conn) *byteMedia {
+	return &byteMedia{rw: conn, buf: make([]byte, maxRecord), jbyte: true, closer: func() { conn.Close() }}
+}
+
+// newStreamMedia is a QUIC media stream in stream mode.
+func newStreamMedia(st *quicgo.Stream) *byteMedia {
+	return &byteMedia{rw: st, buf: make([]byte, maxRecord), closer: func() { closeStream(st) }}
+}
+
+func (b *byteMedia) read(context.Context) ([]byte, error) {
 	for {
-		n, err := t.conn.Read(t.buf)
+		n, err := b.rw.Read(b.buf)
 		if n > 0 {
-			return append([]byte(nil), t.buf[:n]...), nil
+			return append([]byte(nil), b.buf[:n]...), nil
 		}
 		if err != nil {
 			return nil, err
@@ -272,45 +288,23 @@ func (t *tlsMedia) read(context.Context) ([]byte, error) {
 	}
 }
 
-func (t *tlsMedia) write(p []byte, deadline time.Time) error {
-	t.conn.SetWriteDeadline(deadline)
-	_, err := t.conn.Write(p)
+func (b *byteMedia) write(p []byte, deadline time.Time) error {
+	b.rw.SetWriteDeadline(deadline)
+	_, err := b.rw.Write(p)
 	return err
 }
 
-func (t *tlsMedia) keepalive(deadline time.Time) error { return t.write([]byte{'D'}, deadline) }
-func (t *tlsMedia) close()                             { t.conn.Close() }
-func (t *tlsMedia) anchor() *quicgo.Stream             { return nil }
-func (t *tlsMedia) maxDatagram() int                   { return 0 }
-
-// streamMedia is a QUIC media stream in stream mode.
-type streamMedia struct {
-	st  *quicgo.Stream
-	buf []byte // owned by the reader
-}
-
-func (s *streamMedia) read(context.Context) ([]byte, error) {
-	for {
-		n, err := s.st.Read(s.buf)
-		if n > 0 {
-			return append([]byte(nil), s.buf[:n]...), nil
-		}
-		if err != nil {
-			return nil, err
-		}
+// keepalive sends the legacy "D" record; QUIC keeps itself alive.
+func (b *byteMedia) keepalive(deadline time.Time) error {
+	if !b.jbyte {
+		return nil
 	}
+	return b.write([]byte{'D'}, deadline)
 }
 
-func (s *streamMedia) write(p []byte, deadline time.Time) error {
-	s.st.SetWriteDeadline(deadline)
-	_, err := s.st.Write(p)
-	return err
-}
-
-func (s *streamMedia) keepalive(time.Time) error { return nil }
-func (s *streamMedia) close()                    { closeStream(s.st) }
-func (s *streamMedia) anchor() *quicgo.Stream    { return nil }
-func (s *streamMedia) maxDatagram() int          { return 0 }
+func (b *byteMedia) close()                 { b.closer() }
+func (b *byteMedia) anchor() *quicgo.Stream { return nil }
+func (b *byteMedia) maxDatagram() int       { return 0 }
 
 // closeStream ends both directions of a stream of ours; pending reads and
 // writes return.

@@ -2,6 +2,7 @@
 package testcert
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -37,6 +38,13 @@ func Write(t testing.TB) Cert {
 	if keyErr != nil {
 		t.Fatal(keyErr)
 	}
+	return WriteFor(t, key)
+}
+
+// WriteFor is Write with a key of the caller's (an ECDSA one, say, to test
+// that the DHE_RSA engine refuses it).
+func WriteFor(t testing.TB, key crypto.Signer) Cert {
+	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
 		Subject:      pkix.Name{CommonName: "dtoperator test"},
@@ -47,7 +55,7 @@ func Write(t testing.TB) Cert {
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		t.Fatal(err)
 	}

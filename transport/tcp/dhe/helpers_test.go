@@ -8,17 +8,12 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dtcall/dtcall/internal/testcert"
 	"github.com/dtcall/dtcall/transport/tcp/clienthello"
 	ztls "github.com/zmap/zcrypto/tls"
 )
@@ -35,40 +30,16 @@ var testKey = sync.OnceValue(func() *rsa.PrivateKey {
 	return k
 })
 
-// certFiles writes a self-signed certificate for key, and key, as PEM files
-// into a temporary directory. It returns the paths and the certificate DER.
+// certFiles writes a self-signed certificate for key (nil: the shared RSA
+// test key), and key, as PEM files. It returns the paths and the
+// certificate DER.
 func certFiles(t testing.TB, key crypto.Signer) (certFile, keyFile string, der []byte) {
 	t.Helper()
 	if key == nil {
 		key = testKey()
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "dtcall.test"},
-		DNSNames:     []string{"dtcall.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	return certFile, keyFile, der
-}
-
-func writePEM(t testing.TB, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c := testcert.WriteFor(t, key)
+	return c.CertFile, c.KeyFile, c.DER
 }
 
 // newServer returns a Server with a fresh certificate, closed at cleanup.

@@ -215,14 +215,22 @@ func (h *harness) login(user string) *client {
 
 func (c *client) registerMedia() {
 	c.h.t.Helper()
-	c.media = newFakeConn(c.cmd.origin)
-	c.h.wg.Go(func() { c.h.srv.ServeMedia(context.Background(), c.media) })
+	m := newFakeConn(c.cmd.origin)
+	c.registerMediaConn(m, m)
+}
+
+// registerMediaConn registers conn, whose messages travel through m, as
+// c's media channel.
+func (c *client) registerMediaConn(m *fakeConn, conn transport.MediaConn) {
+	c.h.t.Helper()
+	c.media = m
+	c.h.wg.Go(func() { c.h.srv.ServeMedia(context.Background(), conn) })
 	c.media.put(ts() + "|" + c.sid)
 	waitFor(c.h.t, func() bool {
 		c.h.srv.mu.Lock()
 		defer c.h.srv.mu.Unlock()
 		s := c.h.srv.sessions[sidOf(c.sid)]
-		return s != nil && s.media != nil && s.media.conn == c.media
+		return s != nil && s.media != nil && s.media.conn == conn
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtcall/dtcall/transport"
@@ -13,14 +14,25 @@ import (
 )
 
 // mediaEndpoint is one registered media connection. Its read loop hands what
-// it reads to the peer's queue; only its write loop writes to it.
+// it reads to the peer (see delivery.go); its write loop writes what was
+// queued toward it.
 type mediaEndpoint struct {
 	srv      *Server
 	sess     *Session
 	conn     transport.MediaConn
 	log      *slog.Logger
-	datagram bool        // QUIC datagram mode: chunks are never merged
-	queue    chan *chunk // toward this client; drop-oldest when full
+	datagram bool                // QUIC datagram mode: chunks are never merged
+	queue    chan *chunk         // toward this client; drop-oldest when full
+	direct   transport.TryWriter // conn, if it takes direct writes; else nil
+
+	// unwritten counts chunks queued and not yet written or dropped,
+	// including one the write loop holds outside the queue.
+	unwritten atomic.Int64
+
+	// wmu serializes writes to conn: the write loop's, and a peer's read
+	// loop writing a frame directly. Only ever TryLocked by a read loop.
+	wmu           sync.Mutex
+	writeDeadline time.Time // guarded by wmu
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -98,6 +110,9 @@ func (s *Server) register(c transport.MediaConn, log *slog.Logger) (*mediaEndpoi
 		return nil, transport.RefuseOrigin
 	case reg.Datagram && c.EnableDatagrams() != nil:
 		return nil, transport.RefuseDatagrams
+	}
+	if tw, ok := c.(transport.TryWriter); ok && !reg.Datagram {
+		ep.direct = tw
 	}
 	ep.sess = sess
 	ep.log = sess.log.With("peer", c.RemoteAddr().Addr().String(), "datagram", reg.Datagram)
@@ -185,81 +200,8 @@ func (ep *mediaEndpoint) readLoop() error {
 			s.metrics.drop(DropPeerGone)
 			continue
 		}
-		dst.enqueue(newChunk(buf[:n]))
-	}
-}
-
-// enqueue queues c toward this endpoint's client. It never blocks: when the
-// queue is full the oldest chunk goes (late voice is worse than lost voice),
-// and if it is still full the new one does.
-func (ep *mediaEndpoint) enqueue(c *chunk) {
-	select {
-	case ep.queue <- c:
-		return
-	default:
-	}
-	select {
-	case old := <-ep.queue:
-		ep.srv.metrics.drop(DropQueueHead)
-		old.free()
-	default:
-	}
-	select {
-	case ep.queue <- c:
-	default:
-		ep.srv.metrics.drop(DropQueueTail)
-		c.free()
-	}
-}
-
-// writeLoop writes queued chunks to the client. Chunks waiting together are
-// written in one piece (except in datagram mode), which keeps up with a
-// burst at a fraction of the writes. A write that misses MediaWriteTimeout
-// ends this endpoint, never the sender.
-func (ep *mediaEndpoint) writeLoop() {
-	s := ep.srv
-	batch := make([]byte, 0, transport.MaxMessage)
-	var next *chunk
-	for {
-		if next == nil {
-			select {
-			case next = <-ep.queue:
-			case <-ep.closed:
-				return
-			}
-		}
-		batch, next = ep.gather(batch[:0], next)
-		ep.conn.SetWriteDeadline(time.Now().Add(s.cfg.MediaWriteTimeout))
-		if err := ep.conn.WriteMedia(batch); err != nil {
-			s.metrics.drop(DropWriteError)
-			s.metrics.writeTimeouts.Add(1)
-			ep.log.Info("media write failed; closing the receiver's media", "tag", "media", "dir", "error", "err", err)
-			ep.close()
-			return
-		}
-		s.metrics.mediaBytesOut.Add(int64(len(batch)))
-	}
-}
-
-// gather appends first and, unless in datagram mode, whatever else is queued
-// that fits into one message. It returns the batch and a chunk that did not
-// fit (to go first next time), or nil.
-func (ep *mediaEndpoint) gather(batch []byte, first *chunk) ([]byte, *chunk) {
-	c := first
-	for {
-		ep.srv.metrics.queueDelay(int64(time.Since(c.queued)))
-		batch = append(batch, c.b...)
-		c.free()
-		if ep.datagram {
-			return batch, nil
-		}
-		select {
-		case c = <-ep.queue:
-		default:
-			return batch, nil
-		}
-		if len(batch)+len(c.b) > transport.MaxMessage {
-			return batch, c
+		if !dst.writeDirect(buf[:n]) {
+			dst.enqueue(newChunk(buf[:n]))
 		}
 	}
 }

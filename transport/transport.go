@@ -57,6 +57,23 @@ type MediaConn interface {
 	Refuse(r Refusal)
 }
 
+// TryWriter is implemented by media channels that can tell cheaply, without
+// waiting, that a small write would go out at once. The relay then writes
+// a frame from the sender's goroutine instead of handing it to the
+// receiver's writer goroutine: one goroutine wake-up less per frame. When
+// the channel cannot take the write at once, the frame goes the usual way,
+// so a slow receiver still never slows its sender.
+type TryWriter interface {
+	// TryWriteMedia writes p (at most MaxTryWrite bytes) in one piece, like
+	// WriteMedia, if the channel can take it now; it reports whether it
+	// wrote. An error means the write was tried and failed. Callers never
+	// run it at the same time as another write on the same channel.
+	TryWriteMedia(p []byte) (bool, error)
+}
+
+// MaxTryWrite is the largest write TryWriteMedia takes: a few voice frames.
+const MaxTryWrite = 512
+
 // Refusal says why a media registration was refused. The values are the
 // application error codes of a QUIC stream reset.
 type Refusal uint64

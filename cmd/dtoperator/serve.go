@@ -94,7 +94,7 @@ func reportStats(ctx context.Context, log *slog.Logger, calls *core.Server, mode
 				"sessions", st.Sessions, "calls", st.ActiveCalls, "calls_started", st.CallsStarted,
 				"logins_ok", st.LoginsOK, "logins_refused", st.LoginsRefused, "invalid", st.Invalid,
 				"media_in", st.MediaBytesIn, "media_out", st.MediaBytesOut, "drops", st.Drops,
-				"write_timeouts", st.WriteTimeouts, "slow_consumers", st.SlowConsumers,
+				"write_timeouts", st.WriteTimeouts, "slow_consumers", st.SlowConsumers, "direct_writes", st.DirectWrites,
 				"max_queue_delay", time.Duration(st.MaxQueueDelayNs),
 				"quic_datagrams_dropped", modern.Stats().DatagramsDropped)
 		}

@@ -26,13 +26,23 @@ type recordConn struct {
 	sc     secureConn
 	raw    net.Conn // the TCP connection under sc
 	remote netip.AddrPort
-	buf    []byte // owned by the reader; holds one record
+	buf    []byte    // owned by the reader; holds one record
+	room   *sendRoom // owned by the writer; nil when raw cannot be polled
 }
 
-var _ transport.MediaConn = (*recordConn)(nil)
+var (
+	_ transport.MediaConn = (*recordConn)(nil)
+	_ transport.TryWriter = (*recordConn)(nil)
+)
 
 func newRecordConn(sc secureConn, raw net.Conn) *recordConn {
-	return &recordConn{sc: sc, raw: raw, remote: addrPort(raw.RemoteAddr()), buf: make([]byte, transport.MaxMessage)}
+	return &recordConn{
+		sc:     sc,
+		raw:    raw,
+		remote: addrPort(raw.RemoteAddr()),
+		buf:    make([]byte, transport.MaxMessage),
+		room:   newSendRoom(raw),
+	}
 }
 
 // addrPort converts a TCP address, IPv4-mapped IPv6 unmapped so that the
@@ -92,6 +102,17 @@ func (c *recordConn) ReadMedia(p []byte) (int, error) {
 func (c *recordConn) WriteMedia(p []byte) error {
 	_, err := c.sc.Write(p)
 	return err
+}
+
+// TryWriteMedia writes p as one record if the TCP send buffer has room for
+// it now. Both TLS engines write a record straight to the socket, so a
+// record that fits goes out without waiting.
+func (c *recordConn) TryWriteMedia(p []byte) (bool, error) {
+	if len(p) > transport.MaxTryWrite || !c.room.now() {
+		return false, nil
+	}
+	_, err := c.sc.Write(p)
+	return true, err
 }
 
 func (c *recordConn) SetReadDeadline(t time.Time) error  { return c.sc.SetReadDeadline(t) }

@@ -267,7 +267,8 @@ func TestKeepaliveInEveryState(t *testing.T) {
 }
 
 // Media is relayed byte-exact both ways during a call, discarded outside
-// it, and a re-registered media connection carries the next call.
+// it, and a re-registered media connection carries the next call. Small
+// and big records mix, so direct and queued writes alternate.
 func TestMediaAndReRegistration(t *testing.T) {
 	e := start(t, core.Config{}, tcp.Config{})
 	a, b := e.online("alice", android17), e.online("bob", modern)
@@ -300,6 +301,11 @@ func TestMediaAndReRegistration(t *testing.T) {
 		a.registerMedia()
 		b.registerMedia()
 		a.sendMedia([]byte("between calls: discarded"))
+	}
+	// The small records went out from the sender's goroutine (the socket
+	// had room), the big ones through the receiver's queue.
+	if st := e.core.Stats(); st.DirectWrites == 0 {
+		t.Fatalf("no direct media write over TCP: %+v", st)
 	}
 }
 

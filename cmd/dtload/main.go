@@ -39,6 +39,7 @@ commands:
   users     write a users file of cheap load accounts and its accounts file
   run       drive N concurrent calls against a dtcall server (or the baseline)
   baseline  serve the baseline forwarder (the yardstick)
+  idle      log N users in and hold them idle: logins/s and server memory per user
 
 dtload COMMAND --help shows the flags of COMMAND.
 `
@@ -58,6 +59,8 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer, tty 
 		return runCmd(ctx, args[1:], stdout, stderr, tty)
 	case "baseline":
 		err = baselineCmd(ctx, args[1:], stdout)
+	case "idle":
+		err = idleCmd(ctx, args[1:], stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK

@@ -44,7 +44,7 @@ func (ep *mediaEndpoint) enqueue(c *chunk) {
 // (give or take a quarter) ends this endpoint, never the sender.
 func (ep *mediaEndpoint) writeLoop() {
 	s := ep.srv
-	batch := make([]byte, 0, transport.MaxMessage)
+	var batch []byte // grows with the first bursts: most idle endpoints never need 16 KiB
 	var next *chunk
 	for {
 		if next == nil {

@@ -7,6 +7,7 @@
 //	dtload run --server HOST --pin FILE|sha256:HEX --accounts FILE [flags]
 //	dtload run --baseline --server HOST --pin FILE|sha256:HEX [flags]
 //	dtload baseline --cert FILE --key FILE [--listen 127.0.0.1 --command P --quic P]
+//	dtload idle --server HOST --pin FILE|sha256:HEX --accounts FILE [--count N --parallel 32 --hold 5s]
 //
 // users writes a users file of load accounts (load0001..) with cheap
 // scrypt parameters (N=16, r=8, p=1; the server reads the parameters from
@@ -49,6 +50,14 @@
 // stream each side opens, and datagrams. run --baseline drives it with
 // the same traffic, without login or signalling: a call is two
 // connections dialed in order (so mixed transports cannot meet).
+//
+// idle logs --count users in (dial, login, media registration; --transport
+// tcp, quic or datagram), --parallel at a time, holds them idle for
+// --hold and logs them out. It reports logins per second with the login
+// p50/p99, and with --server-pid the server's RSS before the first login
+// and with every user held, and their difference per user: the memory an
+// idle logged-in user costs (start the server fresh for that figure). With
+// accounts whose hashes are the old p=16 ones it measures the scrypt cost.
 //
 // dtload only connects to the address given with --server. Every run is
 // bounded: it ends by ramp + duration + 25 s whatever happens. Ctrl-C

@@ -139,20 +139,12 @@ func (s *Store) acquire(ctx context.Context) error {
 }
 
 // check runs one check in a slot taken by acquire and gives the slot back.
-// The check runs on a thread of its own at the lowest CPU priority: when
-// a burst of logins and the calls in progress compete for the CPU, the
-// calls' media goes first and the logins take longer.
 func (s *Store) check(h Hash, password string) bool {
 	defer func() {
 		<-s.slots
 		s.checks.Add(1)
 	}()
-	ok := make(chan bool, 1)
-	go func() {
-		lowerThreadPriority()
-		ok <- s.verify(h, password)
-	}()
-	return <-ok
+	return s.verify(h, password)
 }
 
 // Stats are a Store's counters, for metrics.

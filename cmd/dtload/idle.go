@@ -37,15 +37,8 @@ type idleReport struct {
 func idleCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("idle", stdout)
 	var f runFlags
-	c := &f.cfg
-	fs.StringVar(&c.server, "server", "", "server address, given explicitly (e.g. 127.0.0.1)")
-	fs.IntVar(&c.commandPort, "command", 1991, "legacy command port")
-	fs.IntVar(&c.mediaPort, "media", 2014, "legacy media port")
-	fs.IntVar(&c.quic, "quic", 0, "QUIC port (default: the --command port)")
-	fs.StringVar(&c.pin, "pin", "", "server certificate: PEM file or sha256:HEX")
-	fs.StringVar(&f.accounts, "accounts", "", "accounts file (name password per line)")
+	f.defineTarget(fs)
 	fs.StringVar(&f.transport, "transport", "tcp", "tcp, quic or datagram")
-	fs.IntVar(&c.serverPID, "server-pid", 0, "report this process's CPU and RSS")
 	var ic idleConfig
 	fs.IntVar(&ic.count, "count", 0, "users to log in (default: every account)")
 	fs.IntVar(&ic.parallel, "parallel", 32, "logins in flight at once")

@@ -174,7 +174,9 @@ type runFlags struct {
 	pause               time.Duration
 }
 
-func (f *runFlags) define(fs *pflag.FlagSet) {
+// defineTarget defines the flags that say which server to reach and as
+// whom: shared by run and idle.
+func (f *runFlags) defineTarget(fs *pflag.FlagSet) {
 	c := &f.cfg
 	fs.StringVar(&c.server, "server", "", "server address, given explicitly (e.g. 127.0.0.1)")
 	fs.IntVar(&c.commandPort, "command", 1991, "legacy command port (baseline: the TLS port)")
@@ -182,6 +184,12 @@ func (f *runFlags) define(fs *pflag.FlagSet) {
 	fs.IntVar(&c.quic, "quic", 0, "QUIC port (default: the --command port)")
 	fs.StringVar(&c.pin, "pin", "", "server certificate: PEM file or sha256:HEX")
 	fs.StringVar(&f.accounts, "accounts", "", "accounts file (name password per line), from dtload users")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "report this process's CPU and RSS")
+}
+
+func (f *runFlags) define(fs *pflag.FlagSet) {
+	c := &f.cfg
+	f.defineTarget(fs)
 	fs.IntVar(&c.calls, "calls", 10, "concurrent calls (2 clients each)")
 	fs.StringVar(&f.transport, "transport", "tcp", "tcp, quic, datagram or mixed, for both sides")
 	fs.StringVar(&c.callerT, "caller-transport", "", "callers' transport (overrides --transport)")
@@ -190,7 +198,6 @@ func (f *runFlags) define(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "media time after the ramp (per find-max step)")
 	fs.IntVar(&c.frame, "frame", 32, "bytes per media frame")
 	fs.IntVar(&c.rate, "rate", 50, "frames per second, each way")
-	fs.IntVar(&c.serverPID, "server-pid", 0, "report this process's CPU and RSS")
 	fs.StringVar(&f.jsonOut, "json", "", "write the JSON report to FILE")
 	fs.BoolVar(&c.baseline, "baseline", false, "drive the baseline forwarder (dtload baseline): no login or signalling")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress display")

@@ -104,11 +104,11 @@ func (c *fakeConn) ReadMessage() ([]byte, error) {
 }
 
 // ReadMedia skips lone "D" keepalives, as the legacy adapter does.
-func (c *fakeConn) ReadMedia(p []byte) (int, error) {
+func (c *fakeConn) ReadMedia() ([]byte, error) {
 	for {
 		m, err := c.ReadMessage()
 		if err != nil || string(m) != "D" {
-			return copy(p, m), err
+			return m, err
 		}
 	}
 }

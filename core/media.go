@@ -179,18 +179,17 @@ func (ep *mediaEndpoint) close() {
 // frame.
 func (ep *mediaEndpoint) readLoop() error {
 	s := ep.srv
-	buf := make([]byte, transport.MaxMessage)
 	var deadline time.Time
 	for {
 		if now := time.Now(); deadline.Sub(now) < s.cfg.IdleTimeout*3/4 {
 			deadline = now.Add(s.cfg.IdleTimeout)
 			ep.conn.SetReadDeadline(deadline)
 		}
-		n, err := ep.conn.ReadMedia(buf)
+		msg, err := ep.conn.ReadMedia()
 		if err != nil {
 			return err
 		}
-		s.metrics.mediaBytesIn.Add(int64(n))
+		s.metrics.mediaBytesIn.Add(int64(len(msg)))
 		peer := ep.sess.relayTo.Load()
 		if peer == nil || ep.sess.mediaNow.Load() != ep {
 			continue // not in an answered call: discard
@@ -200,8 +199,8 @@ func (ep *mediaEndpoint) readLoop() error {
 			s.metrics.drop(DropPeerGone)
 			continue
 		}
-		if !dst.writeDirect(buf[:n]) {
-			dst.enqueue(newChunk(buf[:n]))
+		if !dst.writeDirect(msg) {
+			dst.enqueue(newChunk(msg))
 		}
 	}
 }

@@ -38,10 +38,12 @@ type Conn interface {
 // that it carries opaque media.
 type MediaConn interface {
 	Conn
-	// ReadMedia reads the next media payload into p, skipping keepalives
-	// where the framing can tell them (a TLS record that is exactly "D").
-	// It never returns part of a message when p holds MaxMessage bytes.
-	ReadMedia(p []byte) (int, error)
+	// ReadMedia returns the next media payload, skipping keepalives where
+	// the framing can tell them (a TLS record that is exactly "D"): a whole
+	// record on the legacy front; on QUIC the next bytes of the stream, or
+	// one datagram. The slice is the channel's own buffer (an idle
+	// connection holds no second one) and is valid until the next read.
+	ReadMedia() ([]byte, error)
 	// WriteMedia writes p in one piece, in order after earlier writes.
 	WriteMedia(p []byte) error
 	// EnableDatagrams switches the channel to datagram mode after a

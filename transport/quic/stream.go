@@ -115,17 +115,24 @@ func newMediaStream(c *client, st *quicgo.Stream) *mediaStream {
 // (including any that followed the registration line), in datagram mode
 // the next datagram payload. The stream mode has no keepalive: its bytes
 // are all media.
-func (m *mediaStream) ReadMedia(p []byte) (int, error) {
+func (m *mediaStream) ReadMedia() ([]byte, error) {
 	if !m.dgramOn {
-		return m.br.Read(p)
+		// Whatever the stream has buffered, without a copy: bufio keeps
+		// those bytes until the next read fills its buffer again.
+		if _, err := m.br.Peek(1); err != nil {
+			return nil, err
+		}
+		b, _ := m.br.Peek(m.br.Buffered())
+		m.br.Discard(len(b))
+		return b, nil
 	}
 	select {
 	case d := <-m.dgrams:
-		return copy(p, d), nil
+		return d, nil
 	case <-m.gone:
-		return 0, fmt.Errorf("datagram media: anchor stream closed")
+		return nil, fmt.Errorf("datagram media: anchor stream closed")
 	case <-m.rdl.expired():
-		return 0, errTimeout
+		return nil, errTimeout
 	}
 }
 

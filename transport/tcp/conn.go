@@ -82,18 +82,18 @@ func (c *recordConn) WriteMessage(msg []byte) error {
 // ReadMedia returns the next record that is not a lone "D" keepalive. The
 // old server relayed keepalives to the peer, whose decoder reads fixed
 // 32-byte frames and lost alignment for the rest of the call.
-func (c *recordConn) ReadMedia(p []byte) (int, error) {
+func (c *recordConn) ReadMedia() ([]byte, error) {
 	empty := 0
 	for {
-		n, err := c.sc.Read(p)
+		n, err := c.sc.Read(c.buf)
 		switch {
-		case n == 1 && p[0] == wire.Keepalive && err == nil:
+		case n == 1 && c.buf[0] == wire.Keepalive && err == nil:
 			continue // blocks in Read again: a keepalive is a real record
 		case n > 0 || err != nil:
-			return n, err
+			return c.buf[:n], err
 		}
 		if empty++; empty == maxEmptyReads {
-			return 0, io.ErrNoProgress
+			return nil, io.ErrNoProgress
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -20,16 +21,21 @@ type Client struct {
 	o   Options
 	pin pin
 
-	cmd  cmdChannel
-	quic *quicLink // nil over TCP
+	cmd     cmdChannel
+	quic    *quicLink  // nil over TCP
+	tcpConn net.Conn   // the command connection's TCP socket; nil over QUIC
+	watch   *callWatch // in-call liveness, see liveness.go
 
 	// wmu serializes command writes, so that pending is in wire order.
 	wmu sync.Mutex
 
-	// pmu guards pending and readErr.
+	// pmu guards pending, readErr and lostErr.
 	pmu     sync.Mutex
 	pending []*pending // requests waiting for their reply, in wire order
 	readErr error      // why readLoop ended; set once
+	lostErr error      // set by lose: why the channel was given up
+
+	readDone chan struct{} // closed when readLoop ends
 
 	events   chan Event // filled by readLoop, closed when it ends
 	callPeer string     // owned by readLoop: the party of the answered call
@@ -43,7 +49,7 @@ type Client struct {
 
 	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
-	wg        sync.WaitGroup // readLoop, keepaliveLoop
+	wg        sync.WaitGroup // readLoop, keepaliveLoop, watchLoop
 }
 
 // pending is a request waiting for its reply.
@@ -74,12 +80,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{
-		o:       o,
-		pin:     p,
-		events:  make(chan Event, eventQueue),
-		closing: make(chan struct{}),
-	}
+	c := newClient(o, p)
 	if o.Transport.isQUIC() {
 		link, st, err := dialQUIC(ctx, &c.o, p)
 		if err != nil {
@@ -87,17 +88,30 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 		}
 		c.quic, c.cmd = link, newLineChannel(st)
 	} else {
-		conn, err := dialTLS(ctx, &c.o, p, o.CommandPort)
+		conn, raw, err := dialTLS(ctx, &c.o, p, o.CommandPort)
 		if err != nil {
 			return nil, err
 		}
-		c.cmd = newRecordChannel(conn)
+		c.cmd, c.tcpConn = newRecordChannel(conn), raw
 	}
 	c.wg.Go(c.readLoop)
+	c.wg.Go(c.watchLoop)
 	if o.Keepalive > 0 {
 		c.wg.Go(c.keepaliveLoop)
 	}
 	return c, nil
+}
+
+// newClient returns a Client with no channel yet.
+func newClient(o Options, p pin) *Client {
+	return &Client{
+		o:        o,
+		pin:      p,
+		events:   make(chan Event, eventQueue),
+		closing:  make(chan struct{}),
+		readDone: make(chan struct{}),
+		watch:    newCallWatch(),
+	}
 }
 
 // Transport is the transport the client was dialed with.
@@ -107,6 +121,7 @@ func (c *Client) Transport() Transport { return c.o.Transport }
 // oldest pending request, notifications to Events. It ends when the
 // channel fails or Close closes it, failing the requests still pending.
 func (c *Client) readLoop() {
+	defer close(c.readDone)
 	defer close(c.events)
 	for {
 		b, err := c.cmd.readMessage()
@@ -114,6 +129,7 @@ func (c *Client) readLoop() {
 			c.endRequests(err)
 			return
 		}
+		c.watch.heardNow()
 		m, ok := parseMessage(b)
 		if !ok {
 			continue // PROTOCOL.md: clients drop what does not split into 4 fields
@@ -134,12 +150,15 @@ func (c *Client) endRequests(err error) {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
-	if closed {
+	c.pmu.Lock()
+	switch {
+	case closed:
 		err = ErrClosed
-	} else {
+	case c.lostErr != nil:
+		err = c.lostErr
+	default:
 		err = readError(err)
 	}
-	c.pmu.Lock()
 	c.readErr = err
 	ps := c.pending
 	c.pending = nil
@@ -173,10 +192,13 @@ func (c *Client) notify(ev Event) {
 	switch ev.Kind {
 	case Started:
 		c.callPeer = ev.Peer
+		c.watch.set(ev.Peer)
 	case Dropped:
 		ev.Peer, c.callPeer = c.callPeer, ""
+		c.watch.set("")
 	case Ended:
 		c.callPeer = ""
+		c.watch.set("")
 	}
 	for {
 		select {

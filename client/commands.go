@@ -142,7 +142,9 @@ func (c *Client) Reject(ctx context.Context, caller string) error {
 // End hangs up the call with peer, or (as the caller) cancels it while it
 // rings; the peer gets Ended.
 func (c *Client) End(ctx context.Context, peer string) error {
-	return c.silent(ctx, "end", peer)
+	err := c.silent(ctx, "end", peer)
+	c.watch.set("", peer) // the call with peer is over either way
+	return err
 }
 
 // Timeout gives up a call to callee that still rings (clients do after
@@ -229,7 +231,7 @@ func (c *Client) openMedia(ctx context.Context, sid string) (mediaLink, error) {
 	reg := timestamp() + "|" + sid
 	deadline := time.Now().Add(c.o.Timeout)
 	if c.quic == nil {
-		conn, err := dialTLS(ctx, &c.o, c.pin, c.o.MediaPort)
+		conn, _, err := dialTLS(ctx, &c.o, c.pin, c.o.MediaPort)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -64,18 +65,19 @@ func (p *pinCheck) tlsConfig(serverName string) *tls.Config {
 }
 
 // dialTLS connects to a legacy port and shakes hands, pinning the server
-// certificate; within o.Timeout and ctx.
-func dialTLS(ctx context.Context, o *Options, p pin, port int) (net.Conn, error) {
+// certificate; the connection within o.DialTimeout, all within o.Timeout
+// and ctx. It returns the TLS connection and the TCP socket under it.
+func dialTLS(ctx context.Context, o *Options, p pin, port int) (net.Conn, net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	addr := net.JoinHostPort(o.Server, strconv.Itoa(port))
-	d := net.Dialer{} // TCP keep-alive on by default (15 s): a dead server is noticed
+	d := net.Dialer{Timeout: o.DialTimeout} // TCP keep-alive on by default (15 s): a dead server is noticed
 	if o.LocalAddr != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(o.LocalAddr)}
 	}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+		return nil, nil, explainTCP(o.Server, port, err)
 	}
 	check := &pinCheck{pin: p}
 	var conn net.Conn
@@ -87,9 +89,21 @@ func dialTLS(ctx context.Context, o *Options, p pin, port int) (net.Conn, error)
 	}
 	if err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, check.explain(err))
+		return nil, nil, fmt.Errorf("TLS handshake with %s: %w", addr, check.explain(err))
 	}
-	return conn, nil
+	return conn, raw, nil
+}
+
+// explainTCP says what to check when a legacy port does not answer.
+func explainTCP(host string, port int, err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("nothing listens on TCP port %d on %s: is dtoperator running? (%w)", port, host, err)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("no answer from TCP port %d on %s: is dtoperator running, is the port open? (%w)", port, host, err)
+	}
+	return fmt.Errorf("connect to %s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
 }
 
 // handshakeDHE shakes hands like the 2017 Android client: TLS 1.2, only
@@ -141,7 +155,6 @@ type quicLink struct {
 func dialQUIC(ctx context.Context, o *Options, p pin) (*quicLink, *quicgo.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	addr := net.JoinHostPort(o.Server, strconv.Itoa(o.QUICPort))
 	raddr, err := (&net.Resolver{}).LookupNetIP(ctx, "ip", o.Server)
 	if err != nil || len(raddr) == 0 {
 		return nil, nil, fmt.Errorf("resolve %s: %w", o.Server, err)
@@ -156,7 +169,7 @@ func dialQUIC(ctx context.Context, o *Options, p pin) (*quicLink, *quicgo.Stream
 	tc.MinVersion = tls.VersionTLS13
 	tc.NextProtos = []string{ALPN}
 	qc, err := tr.Dial(ctx, ua, tc, &quicgo.Config{
-		HandshakeIdleTimeout: o.Timeout,
+		HandshakeIdleTimeout: o.DialTimeout,
 		MaxIdleTimeout:       quicIdleTimeout,
 		KeepAlivePeriod:      quicKeepAlive,
 		EnableDatagrams:      o.Transport == QUICDatagram,
@@ -164,7 +177,7 @@ func dialQUIC(ctx context.Context, o *Options, p pin) (*quicLink, *quicgo.Stream
 	if err != nil {
 		tr.Close()
 		tr.Conn.Close()
-		return nil, nil, fmt.Errorf("QUIC handshake with %s: %w", addr, explainQUIC(check.explain(err)))
+		return nil, nil, explainQUIC(o.Server, o.QUICPort, check.explain(err))
 	}
 	link := &quicLink{conn: qc, transports: []*quicgo.Transport{tr}}
 	st, err := qc.OpenStreamSync(ctx)
@@ -178,13 +191,19 @@ func dialQUIC(ctx context.Context, o *Options, p pin) (*quicLink, *quicgo.Stream
 // alertNoALPN is the CRYPTO_ERROR for TLS alert no_application_protocol.
 const alertNoALPN = 0x100 + 120
 
-// explainQUIC makes an ALPN refusal readable.
-func explainQUIC(err error) error {
+// explainQUIC makes a failed QUIC handshake readable: an ALPN refusal, or
+// a server that never answered (UDP gives no "connection refused").
+func explainQUIC(host string, port int, err error) error {
 	var te *quicgo.TransportError
-	if errors.As(err, &te) && te.ErrorCode == alertNoALPN {
-		return fmt.Errorf("the server does not speak %s over QUIC: %w", ALPN, err)
+	var hte *quicgo.HandshakeTimeoutError
+	var ite *quicgo.IdleTimeoutError
+	switch {
+	case errors.As(err, &te) && te.ErrorCode == alertNoALPN:
+		return fmt.Errorf("QUIC handshake with %s: the server does not speak %s over QUIC: %w", host, ALPN, err)
+	case errors.As(err, &hte), errors.As(err, &ite), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("no answer from UDP port %d on %s: is dtoperator running, is UDP open? (%w)", port, host, err)
 	}
-	return err
+	return fmt.Errorf("QUIC handshake with %s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
 }
 
 // listenUDP opens a UDP socket toward raddr's address family, on local

@@ -10,14 +10,8 @@ import (
 // over conn, a legacy command channel (one message per Write), as if Dial
 // and Login had run. Tests play the server on conn's other end.
 func NewForTest(conn net.Conn, user, sid string, timeout time.Duration) *Client {
-	c := &Client{
-		o:       Options{Timeout: timeout},
-		cmd:     newRecordChannel(conn),
-		events:  make(chan Event, eventQueue),
-		closing: make(chan struct{}),
-		user:    user,
-		sid:     sid,
-	}
+	c := newClient(Options{Timeout: timeout}, pin{})
+	c.cmd, c.user, c.sid = newRecordChannel(conn), user, sid
 	c.wg.Go(c.readLoop)
 	return c
 }

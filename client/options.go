@@ -55,6 +55,10 @@ const (
 // DefaultTimeout bounds each request when Options.Timeout is zero.
 const DefaultTimeout = 10 * time.Second
 
+// DefaultDialTimeout bounds the wait for a server's first answer when
+// Options.DialTimeout is zero.
+const DefaultDialTimeout = 3 * time.Second
+
 // DefaultKeepalive is how often a Client sends a keepalive when
 // Options.Keepalive is zero. The server closes a connection that has sent
 // nothing for 10 minutes.
@@ -89,6 +93,11 @@ type Options struct {
 	// Timeout bounds each request (dial, handshake, a command and its
 	// reply); default DefaultTimeout.
 	Timeout time.Duration
+	// DialTimeout bounds the wait for the server's first answer to a dial:
+	// the TCP connection, or any QUIC packet (a QUIC server that is down
+	// sends nothing back; there is no "connection refused" over UDP).
+	// Default DefaultDialTimeout.
+	DialTimeout time.Duration
 	// Keepalive is how often the client sends a keepalive ("D") on its
 	// command channel (and, over TCP, its media connection); zero means
 	// DefaultKeepalive, negative means never.
@@ -109,6 +118,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
 	}
 	if o.Keepalive == 0 {
 		o.Keepalive = DefaultKeepalive

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtcall/dtcall/transport"
@@ -21,6 +22,12 @@ type commandConn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	// prober is conn if its transport can probe the peer; the writer then
+	// probes it while inCall (see transport.Prober).
+	prober      transport.Prober
+	inCall      atomic.Bool   // the session is in an answered call
+	callChanged chan struct{} // wakes writeLoop when inCall changes
 
 	sess *Session // owned by readLoop; nil until login
 }
@@ -39,6 +46,10 @@ func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
 		log:    s.log.With("peer", c.RemoteAddr().Addr().String()),
 		out:    make(chan []byte, s.cfg.ReplyQueue),
 		closed: make(chan struct{}),
+	}
+	if p, ok := c.(transport.Prober); ok {
+		cc.prober = p
+		cc.callChanged = make(chan struct{}, 1)
 	}
 	stop := context.AfterFunc(ctx, cc.close)
 	defer stop()
@@ -72,9 +83,29 @@ func (c *commandConn) send(msg []byte) {
 	}
 }
 
+// setInCall records whether the session is in an answered call, for the
+// writer's probes. It never blocks; Server.mu is held.
+func (c *commandConn) setInCall(on bool) {
+	if c.prober == nil || c.inCall.Swap(on) == on {
+		return
+	}
+	select {
+	case c.callChanged <- struct{}{}:
+	default: // a wake-up is pending; it reads the new state
+	}
+}
+
 // writeLoop writes queued replies, one message per write, each within the
-// write timeout.
+// write timeout. During a call it also probes a Prober every
+// transport.ProbeInterval; idle, it wakes only for replies.
 func (c *commandConn) writeLoop() {
+	var probes *time.Ticker
+	var tick <-chan time.Time
+	defer func() {
+		if probes != nil {
+			probes.Stop()
+		}
+	}()
 	for {
 		select {
 		case msg := <-c.out:
@@ -82,6 +113,23 @@ func (c *commandConn) writeLoop() {
 			if err := c.conn.WriteMessage(msg); err != nil {
 				c.srv.metrics.writeTimeouts.Add(1)
 				c.log.Debug("reply write failed", "tag", "conn", "dir", "error", "err", err)
+				c.close()
+				return
+			}
+		case <-c.callChanged:
+			switch on := c.inCall.Load(); {
+			case on && probes == nil:
+				probes = time.NewTicker(transport.ProbeInterval)
+				tick = probes.C
+			case !on && probes != nil:
+				probes.Stop()
+				probes, tick = nil, nil
+			}
+		case <-tick:
+			c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			if err := c.prober.Probe(); err != nil {
+				c.srv.metrics.unresponsive.Add(1)
+				c.log.Info("client unresponsive during a call; closing", "tag", "conn", "dir", "error", "err", err)
 				c.close()
 				return
 			}
@@ -102,7 +150,7 @@ func (c *commandConn) readLoop(ctx context.Context) error {
 			return err
 		}
 		if c.sess != nil {
-			c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+			c.conn.SetReadDeadline(c.srv.idleDeadline(c.conn))
 		}
 		if wire.IsKeepalive(msg) {
 			continue
@@ -173,7 +221,16 @@ func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 	s.mu.Unlock()
 	s.metrics.loginsOK.Add(1)
 	c.sess.log.Info("logged in", "tag", "login", "dir", "inbound")
-	c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	c.conn.SetReadDeadline(s.idleDeadline(c.conn))
+}
+
+// idleDeadline is the read deadline of a logged-in channel: IdleTimeout
+// from now, or none where the transport watches the peer itself.
+func (s *Server) idleDeadline(c transport.Conn) time.Time {
+	if _, ok := c.(transport.KeptAlive); ok {
+		return time.Time{}
+	}
+	return time.Now().Add(s.cfg.IdleTimeout)
 }
 
 // ended runs once the connection is gone: the session ends with it.

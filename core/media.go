@@ -176,12 +176,17 @@ func (ep *mediaEndpoint) close() {
 // readLoop relays what the client sends to its call partner, or discards it
 // while there is no answered call. The read deadline is pushed forward at
 // most every IdleTimeout/4 so that a busy call does not reset a timer per
-// frame.
+// frame. A KeptAlive channel has none: the registration's deadline is
+// cleared and its transport notices a vanished peer.
 func (ep *mediaEndpoint) readLoop() error {
 	s := ep.srv
+	_, keptAlive := ep.conn.(transport.KeptAlive)
+	if keptAlive {
+		ep.conn.SetReadDeadline(time.Time{})
+	}
 	var deadline time.Time
 	for {
-		if now := time.Now(); deadline.Sub(now) < s.cfg.IdleTimeout*3/4 {
+		if now := time.Now(); !keptAlive && deadline.Sub(now) < s.cfg.IdleTimeout*3/4 {
 			deadline = now.Add(s.cfg.IdleTimeout)
 			ep.conn.SetReadDeadline(deadline)
 		}

@@ -30,6 +30,7 @@ type metrics struct {
 	mediaBytesOut   atomic.Int64
 	writeTimeouts   atomic.Int64
 	slowConsumers   atomic.Int64
+	unresponsive    atomic.Int64
 	directWrites    atomic.Int64
 	drops           [numDropReasons]atomic.Int64
 	maxQueueDelayNs atomic.Int64
@@ -47,6 +48,7 @@ type Stats struct {
 	MediaBytesOut   int64            // media bytes written to clients
 	WriteTimeouts   int64            // reply or media writes that failed
 	SlowConsumers   int64            // clients cut off for a full reply queue
+	Unresponsive    int64            // clients closed: silent during a call (transport.Prober)
 	DirectWrites    int64            // media writes made by the sender's goroutine
 	Drops           map[string]int64 // media chunks dropped, by reason
 	MaxQueueDelayNs int64            // longest time a media chunk waited in a queue
@@ -66,6 +68,7 @@ func (s *Server) Stats() Stats {
 		MediaBytesOut:   m.mediaBytesOut.Load(),
 		WriteTimeouts:   m.writeTimeouts.Load(),
 		SlowConsumers:   m.slowConsumers.Load(),
+		Unresponsive:    m.unresponsive.Load(),
 		DirectWrites:    m.directWrites.Load(),
 		Drops:           make(map[string]int64, numDropReasons),
 		MaxQueueDelayNs: m.maxQueueDelayNs.Load(),

@@ -99,6 +99,8 @@ func (s *Server) acceptLocked(callee *Session, caller string) string {
 	s.metrics.callsStarted.Add(1)
 	c.caller.relayTo.Store(c.callee)
 	c.callee.relayTo.Store(c.caller)
+	c.caller.cmd.setInCall(true)
+	c.callee.cmd.setInCall(true)
 	now := s.now()
 	c.caller.send(wire.Reply(now, wire.KindCall, wire.SubStart, callee.user))
 	c.callee.send(wire.Reply(now, wire.KindCall, wire.SubStart, caller))
@@ -161,6 +163,8 @@ func (s *Server) clearCallLocked(c *call) {
 	c.caller.relayTo.Store(nil)
 	c.callee.relayTo.Store(nil)
 	if c.answered {
+		c.caller.cmd.setInCall(false)
+		c.callee.cmd.setInCall(false)
 		s.calls--
 		s.metrics.activeCalls.Add(-1)
 		s.checkDrainedLocked()

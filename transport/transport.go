@@ -76,6 +76,33 @@ type TryWriter interface {
 // MaxTryWrite is the largest write TryWriteMedia takes: a few voice frames.
 const MaxTryWrite = 512
 
+// KeptAlive is implemented by channels whose transport keeps the
+// connection alive and notices a vanished peer by itself (QUIC: keep-alive
+// PINGs and the connection's idle timeout). The core sets no idle read
+// deadline on them, because silence on them is normal: an idle command
+// stream, stream-mode media between calls, the anchor stream of datagram
+// media. (A legacy TLS connection is not KeptAlive: its clients send "D"
+// and the core closes one that stays silent for its idle timeout.)
+type KeptAlive interface {
+	KeptAlive()
+}
+
+// Prober is implemented by command channels whose transport can check,
+// quickly and cheaply, that the peer is still there. While the channel's
+// session is in an answered call the core calls Probe every ProbeInterval
+// from the channel's writer (never at the same time as WriteMessage, and
+// after SetWriteDeadline as for a reply): a vanished peer must cost its
+// partner seconds, not the transport's idle timeout. Probe sends
+// something the peer acknowledges and fails once nothing at all came from
+// the peer for the transport's liveness limit; the core then closes the
+// channel and the session ends as if the peer had closed it.
+type Prober interface {
+	Probe() error
+}
+
+// ProbeInterval is how often the core probes a Prober during a call.
+const ProbeInterval = 250 * time.Millisecond
+
 // Refusal says why a media registration was refused. The values are the
 // application error codes of a QUIC stream reset.
 type Refusal uint64

@@ -253,7 +253,7 @@ func TestCallOutcomes(t *testing.T) {
 	t.Run("ctrl-c hangs up", func(t *testing.T) {
 		p := answer(t)
 		p.cancel()
-		p.wait(t, exitOK, "hung up")
+		p.wait(t, exitInterrupted, "hung up")
 		nextEvent(t, bob, client.Ended)
 		bob.RegisterMedia(ctx)
 	})

@@ -104,7 +104,7 @@ func (c *cli) talk(ctx context.Context, cl *client.Client, peer string, played <
 		select {
 		case ev, ok := <-cl.Events():
 			if !ok {
-				return c.lost(cl)
+				return c.lostInCall(cl)
 			}
 			switch ev.Kind {
 			case client.Ended:
@@ -121,27 +121,61 @@ func (c *cli) talk(ctx context.Context, cl *client.Client, peer string, played <
 				return exitError
 			}
 			c.out.say("end of %s; hanging up", c.play)
-			if code, over := c.linger(ctx, cl, peer); over {
+			code, over := c.linger(ctx, cl, peer)
+			if over {
 				return code
 			}
 			hangUp()
 			c.out.say("hung up")
-			return exitOK
+			return code
 		case <-m.Done():
-			c.errs.say("dtcall: media: %v", m.Err())
-			hangUp()
-			return exitError
+			return c.mediaLost(cl, m)
 		case <-ctx.Done():
 			hangUp()
 			c.out.say("hung up")
-			return exitOK
+			return exitInterrupted
+		}
+	}
+}
+
+// lostInCall reports a command channel that ended during a call: the
+// server or the path to it is gone, and with it the call.
+func (c *cli) lostInCall(cl *client.Client) int {
+	c.out.say("the call dropped: lost the server (%v)", cl.Err())
+	return exitDropped
+}
+
+// mediaGrace is how long mediaLost waits for the command channel's word
+// on a media channel that ended.
+const mediaGrace = time.Second
+
+// mediaLost reports a media channel that ended during a call. That ends the
+// call, but this is no hang-up: nothing is sent, and the server tells the
+// other side call|drop. A server that went away takes the command channel
+// with it moments later, which says so.
+func (c *cli) mediaLost(cl *client.Client, m *client.Media) int {
+	t := time.NewTimer(mediaGrace)
+	defer t.Stop()
+	for {
+		select {
+		case ev, ok := <-cl.Events():
+			if !ok {
+				return c.lostInCall(cl)
+			}
+			if ev.Kind == client.Dropped {
+				c.out.say("the call dropped (the other side lost its connection)")
+				return exitDropped
+			}
+		case <-t.C:
+			c.out.say("the call dropped: %v", m.Err())
+			return exitDropped
 		}
 	}
 }
 
 // linger waits a moment after the last played frame, so that it reaches
 // the peer before the hang-up stops the relay; the peer may hang up
-// meanwhile (over).
+// meanwhile (over). Ctrl-C cuts it short: hang up now, exit 130.
 func (c *cli) linger(ctx context.Context, cl *client.Client, peer string) (code int, over bool) {
 	t := time.NewTimer(c.lingerFor)
 	defer t.Stop()
@@ -150,10 +184,10 @@ func (c *cli) linger(ctx context.Context, cl *client.Client, peer string) (code 
 		case <-t.C:
 			return exitOK, false
 		case <-ctx.Done():
-			return exitOK, false
+			return exitInterrupted, false
 		case ev, ok := <-cl.Events():
 			if !ok {
-				return c.lost(cl), true
+				return c.lostInCall(cl), true
 			}
 			switch ev.Kind {
 			case client.Ended:

@@ -19,8 +19,8 @@ const (
 	exitUsage       = 2   // bad command line, no password or user name
 	exitLogin       = 3   // login refused
 	exitNoCall      = 4   // busy, not available, rejected, unanswered, caller gave up; lookup: no such user
-	exitDropped     = 5   // the call dropped: the other side lost its connection
-	exitInterrupted = 130 // Ctrl-C before a call was up
+	exitDropped     = 5   // the call dropped: the other side, or the server, was lost
+	exitInterrupted = 130 // Ctrl-C (a call in progress is hung up first)
 )
 
 // cli is one run of dtcall.

@@ -132,14 +132,20 @@ func (p *phone) say(verb, arg string) {
 	p.send(now() + "|" + verb + "|" + arg + "|" + p.sid)
 }
 
+// recv returns the next line, skipping the server's keepalive lines ("D",
+// sent every 250 ms during a call), as clients do.
 func (p *phone) recv() string {
 	p.t.Helper()
 	p.cmd.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := p.lines.ReadString('\n')
-	if err != nil {
-		p.t.Fatalf("%s: read line: %v", p.user, err)
+	for {
+		line, err := p.lines.ReadString('\n')
+		if err != nil {
+			p.t.Fatalf("%s: read line: %v", p.user, err)
+		}
+		if line != "D\n" {
+			return line
+		}
 	}
-	return line
 }
 
 const invalid = "resp|invalid|command\n"

@@ -49,6 +49,11 @@ type Config struct {
 	// HandshakeTimeout bounds the handshake and the wait for the command
 	// stream. Default 10 s.
 	HandshakeTimeout time.Duration
+	// CallLiveness closes a connection in an answered call from which
+	// nothing at all (not even an acknowledgement of the server's probes)
+	// arrived for this long, so that its partner is told call|drop within
+	// seconds of a client vanishing. Default 1.5 s.
+	CallLiveness time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -61,6 +66,9 @@ func (c *Config) setDefaults() {
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second
 	}
+	if c.CallLiveness <= 0 {
+		c.CallLiveness = 1500 * time.Millisecond
+	}
 }
 
 // Server runs QUIC listeners. Its methods are safe for concurrent use.
@@ -70,6 +78,8 @@ type Server struct {
 	tls       *tls.Config
 	quic      *quicgo.Config
 	handshake time.Duration
+	// callLiveness is Config.CallLiveness (see commandStream.Probe).
+	callLiveness time.Duration
 
 	ctx    context.Context // cancelled by Close; parent of every connection's
 	cancel context.CancelFunc
@@ -106,9 +116,10 @@ func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 			KeepAlivePeriod:      cfg.KeepAlive,
 			EnableDatagrams:      true,
 		},
-		handshake:  cfg.HandshakeTimeout,
-		transports: make(map[*quicgo.Transport]struct{}),
-		listeners:  make(map[*quicgo.Listener]struct{}),
+		handshake:    cfg.HandshakeTimeout,
+		callLiveness: cfg.CallLiveness,
+		transports:   make(map[*quicgo.Transport]struct{}),
+		listeners:    make(map[*quicgo.Listener]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil

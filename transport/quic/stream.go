@@ -73,13 +73,54 @@ func (l *lineStream) RemoteAddr() netip.AddrPort         { return remoteAddr(l.c
 // connection that logged in (it may have migrated to any address).
 func (l *lineStream) Origin() any { return l.c.qc }
 
-// commandStream is the command channel of a QUIC client.
-type commandStream struct{ lineStream }
+// KeptAlive: QUIC's keep-alives and idle timeout watch the peer; silence
+// on a stream is normal.
+func (l *lineStream) KeptAlive() {}
 
-var _ transport.Conn = (*commandStream)(nil)
+// commandStream is the command channel of a QUIC client.
+type commandStream struct {
+	lineStream
+	probe probeState // owned by the core's writer (Probe)
+}
+
+var (
+	_ transport.Conn      = (*commandStream)(nil)
+	_ transport.KeptAlive = (*commandStream)(nil)
+	_ transport.Prober    = (*commandStream)(nil)
+)
 
 func newCommandStream(c *client, st *quicgo.Stream) *commandStream {
-	return &commandStream{newLineStream(c, st)}
+	return &commandStream{lineStream: newLineStream(c, st)}
+}
+
+// probeState is what Probe remembers between probes.
+type probeState struct {
+	packets uint64    // packets received from the client at the last change
+	heard   time.Time // when the count last changed
+	last    time.Time // the last probe
+}
+
+// probeLine is what a probe writes: a keepalive line, which clients
+// ignore, so that the client has something to acknowledge.
+var probeLine = []byte("D\n")
+
+// Probe checks that packets still arrive from the client (its own, or the
+// acknowledgements of what we send) and sends a keepalive line for it to
+// acknowledge. It fails once nothing arrived for the liveness limit. After
+// a pause in probing (between calls) the count starts afresh.
+func (cs *commandStream) Probe() error {
+	now := time.Now()
+	n := cs.c.qc.ConnectionStats().PacketsReceived
+	p, limit := &cs.probe, cs.c.srv.callLiveness
+	if n != p.packets || now.Sub(p.last) > limit {
+		p.packets, p.heard = n, now
+	}
+	p.last = now
+	if silent := now.Sub(p.heard); silent > limit {
+		return fmt.Errorf("nothing from the client for %v during a call", silent.Round(time.Millisecond))
+	}
+	_, err := cs.st.Write(probeLine)
+	return err
 }
 
 // Close ends the client's session transport: the whole QUIC connection, as
@@ -101,7 +142,10 @@ type mediaStream struct {
 	gone     chan struct{} // closed when the stream's read side ends in datagram mode
 }
 
-var _ transport.MediaConn = (*mediaStream)(nil)
+var (
+	_ transport.MediaConn = (*mediaStream)(nil)
+	_ transport.KeptAlive = (*mediaStream)(nil)
+)
 
 // dgramQueue is the number of received datagrams held for the relay's
 // reader; more are dropped (a lost datagram never delays the next).
@@ -161,11 +205,14 @@ func (m *mediaStream) WriteMedia(p []byte) error {
 
 // EnableDatagrams switches to datagram mode, if the client negotiated
 // DATAGRAM support. The stream's read side is then watched: the client
-// closing it unregisters the media.
+// closing it unregisters the media. Nothing more travels on it, so the
+// registration's read deadline comes off it: from now on read deadlines
+// apply to datagrams.
 func (m *mediaStream) EnableDatagrams() error {
 	if !m.c.qc.ConnectionState().SupportsDatagrams.Remote {
 		return errors.New("client did not negotiate QUIC datagrams")
 	}
+	m.st.SetReadDeadline(time.Time{})
 	m.dgrams = make(chan []byte, dgramQueue)
 	m.gone = make(chan struct{})
 	m.dgramOn = true

@@ -15,13 +15,11 @@ var ErrBadCredentials = errors.New("bad user name or password")
 
 // Store holds the accounts of a users file and checks passwords against
 // them. At most a fixed number of scrypt checks run at once across the
-// Store; further callers wait for a slot. The accounts are fixed at
-// NewStore; to reload the users file, build a new Store. All methods are
-// safe for concurrent use.
+// Store; further callers wait for a slot. Replace swaps in the accounts of
+// a reloaded users file. All methods are safe for concurrent use.
 type Store struct {
-	users map[string]Hash // read-only after NewStore
-	decoy Hash            // checked for unknown names, so they take as long as known ones
-	slots chan struct{}   // semaphore: holds one token per check in flight
+	set   atomic.Pointer[accountSet] // the accounts now; replaced whole
+	slots chan struct{}              // semaphore: holds one token per check in flight
 
 	checks   atomic.Uint64 // checks finished, including results dropped for a done ctx
 	rejected atomic.Uint64 // Authenticate calls that returned ErrBadCredentials
@@ -43,22 +41,35 @@ func NewStore(entries []Entry, maxConcurrent int) *Store {
 		maxConcurrent = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	s := &Store{
-		users:  make(map[string]Hash, len(entries)),
-		decoy:  newDecoy(entries),
 		slots:  make(chan struct{}, maxConcurrent),
 		verify: Hash.Verify,
 	}
+	s.Replace(entries)
+	return s
+}
+
+// accountSet is one generation of accounts; read-only once made.
+type accountSet struct {
+	users map[string]Hash
+	decoy Hash // checked for unknown names, so they take as long as known ones
+}
+
+// Replace makes entries the accounts, at once for every later call: a
+// reloaded users file. Checks already running finish against the old
+// accounts. As in NewStore, the first entry of a name wins.
+func (s *Store) Replace(entries []Entry) {
+	set := &accountSet{users: make(map[string]Hash, len(entries)), decoy: newDecoy(entries)}
 	for _, e := range entries {
-		if _, dup := s.users[e.Name]; dup {
+		if _, dup := set.users[e.Name]; dup {
 			continue
 		}
-		s.users[e.Name] = Hash{
+		set.users[e.Name] = Hash{
 			Params: e.Hash.Params,
 			Salt:   append([]byte(nil), e.Hash.Salt...),
 			Key:    append([]byte(nil), e.Hash.Key...),
 		}
 	}
-	return s
+	s.set.Store(set)
 }
 
 // newDecoy returns a hash that no password matches, with the parameters
@@ -81,12 +92,12 @@ func newDecoy(entries []Entry) Hash {
 
 // Exists reports whether name is an account. It does not block.
 func (s *Store) Exists(name string) bool {
-	_, ok := s.users[name]
+	_, ok := s.set.Load().users[name]
 	return ok
 }
 
 // Len returns the number of accounts.
-func (s *Store) Len() int { return len(s.users) }
+func (s *Store) Len() int { return len(s.set.Load().users) }
 
 // Authenticate checks password for the account name. It returns nil on a
 // match and ErrBadCredentials for a wrong password or an unknown name (an
@@ -98,9 +109,10 @@ func (s *Store) Len() int { return len(s.users) }
 // ctx.Err() at once. A check that has started runs to the end, but if ctx
 // is done by then its result is dropped and the ctx error returned.
 func (s *Store) Authenticate(ctx context.Context, name, password string) error {
-	h, known := s.users[name]
+	set := s.set.Load()
+	h, known := set.users[name]
 	if !known {
-		h = s.decoy
+		h = set.decoy
 	}
 	if err := s.acquire(ctx); err != nil {
 		s.canceled.Add(1)

@@ -40,8 +40,8 @@ func TestStoreSample(t *testing.T) {
 	if err := s.Authenticate(context.Background(), "zapper", "railgun"); err != nil {
 		t.Errorf("Authenticate(zapper, right password): %v", err)
 	}
-	if s.decoy.Params != (Params{LogN: 14, R: 8, P: 16}) {
-		t.Errorf("decoy params %+v, want the samples'", s.decoy.Params)
+	if s.set.Load().decoy.Params != (Params{LogN: 14, R: 8, P: 16}) {
+		t.Errorf("decoy params %+v, want the samples'", s.set.Load().decoy.Params)
 	}
 }
 
@@ -84,8 +84,8 @@ func TestNewStoreDefaults(t *testing.T) {
 	if want := max(1, runtime.GOMAXPROCS(0)-1); s.Stats().Limit != want {
 		t.Errorf("Limit %d, want %d", s.Stats().Limit, want)
 	}
-	if s.Len() != 0 || s.decoy.Params != DefaultParams {
-		t.Errorf("Len %d, decoy params %+v", s.Len(), s.decoy.Params)
+	if s.Len() != 0 || s.set.Load().decoy.Params != DefaultParams {
+		t.Errorf("Len %d, decoy params %+v", s.Len(), s.set.Load().decoy.Params)
 	}
 	if err := s.Authenticate(context.Background(), "x", "y"); err != ErrBadCredentials {
 		t.Errorf("Authenticate on an empty store: %v", err)
@@ -248,4 +248,40 @@ func TestStoreAlreadyCanceled(t *testing.T) {
 	if st := s.Stats(); st != (Stats{Limit: 1, Canceled: 1}) {
 		t.Errorf("Stats() = %+v", st)
 	}
+}
+
+func TestReplace(t *testing.T) {
+	s := NewStore(cheapEntries(t, "alice", "bob"), 1)
+	ctx := context.Background()
+	if err := s.Authenticate(ctx, "bob", "pw-bob"); err != nil {
+		t.Fatalf("bob before the reload: %v", err)
+	}
+	s.Replace(cheapEntries(t, "alice", "carol"))
+	if s.Exists("bob") || !s.Exists("carol") || s.Len() != 2 {
+		t.Fatalf("after Replace: bob %v carol %v len %d", s.Exists("bob"), s.Exists("carol"), s.Len())
+	}
+	if err := s.Authenticate(ctx, "bob", "pw-bob"); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("removed bob logs in: %v", err)
+	}
+	if err := s.Authenticate(ctx, "carol", "pw-carol"); err != nil {
+		t.Errorf("added carol: %v", err)
+	}
+}
+
+// cheapEntries are accounts name/pw-name with cheap hashes.
+func cheapEntries(t *testing.T, names ...string) []Entry {
+	t.Helper()
+	var es []Entry
+	for _, n := range names {
+		mcf, err := NewHash("pw-"+n, Params{LogN: 4, R: 8, P: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := ParseMCF(mcf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, Entry{Name: n, Hash: h})
+	}
+	return es
 }

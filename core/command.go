@@ -20,8 +20,10 @@ type commandConn struct {
 	log  *slog.Logger
 	out  chan []byte // replies, written in order by writeLoop
 
-	closeOnce sync.Once
-	closed    chan struct{}
+	closeOnce  sync.Once
+	closed     chan struct{}
+	finishOnce sync.Once
+	finishing  atomic.Bool // closing once the queue is out; see finish
 
 	// prober is conn if its transport can probe the peer; the writer then
 	// probes it while inCall (see transport.Prober).
@@ -35,11 +37,6 @@ type commandConn struct {
 // ServeCommand serves one command connection until it ends, then ends its
 // session (the other party of a call is told). It closes c.
 func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
-	if !s.track(c) {
-		c.Close()
-		return
-	}
-	defer s.untrack(c)
 	cc := &commandConn{
 		srv:    s,
 		conn:   c,
@@ -51,6 +48,11 @@ func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
 		cc.prober = p
 		cc.callChanged = make(chan struct{}, 1)
 	}
+	if !s.track(c, cc) {
+		c.Close()
+		return
+	}
+	defer s.untrack(c)
 	stop := context.AfterFunc(ctx, cc.close)
 	defer stop()
 
@@ -68,6 +70,20 @@ func (c *commandConn) close() {
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		c.conn.Close()
+	})
+}
+
+// finish closes the connection once the replies queued before it are
+// written, so that a last notice reaches the client (each write within
+// WriteTimeout). It never blocks; a full queue closes at once.
+func (c *commandConn) finish() {
+	c.finishOnce.Do(func() {
+		c.finishing.Store(true)
+		select {
+		case c.out <- nil: // writeLoop closes when it gets here
+		default:
+			c.close()
+		}
 	})
 }
 
@@ -109,6 +125,10 @@ func (c *commandConn) writeLoop() {
 	for {
 		select {
 		case msg := <-c.out:
+			if msg == nil { // finish
+				c.close()
+				return
+			}
 			c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 			if err := c.conn.WriteMessage(msg); err != nil {
 				c.srv.metrics.writeTimeouts.Add(1)
@@ -167,6 +187,9 @@ func (c *commandConn) handle(ctx context.Context, msg []byte) {
 	case err != nil:
 		c.invalid("malformed command", err)
 	case !s.fresh(cmd.Time):
+		if cmd.Verb == wire.Login {
+			s.metrics.login(LoginInvalid)
+		}
 		c.invalid("timestamp outside the window", nil)
 	case cmd.Verb == wire.Login:
 		c.login(ctx, cmd)
@@ -199,14 +222,22 @@ func (c *commandConn) invalid(why string, err error) {
 func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 	s := c.srv
 	if c.sess != nil {
+		s.metrics.login(LoginInvalid)
 		c.invalid("login on a connection that is logged in already", nil)
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, s.cfg.LoginTimeout)
+	start := time.Now()
 	err := s.accounts.Authenticate(actx, cmd.Arg, cmd.Password)
+	s.metrics.loginCheck.observe(time.Since(start))
 	cancel()
 	if err != nil {
 		s.metrics.loginsRefused.Add(1)
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			s.metrics.login(LoginThrottled)
+		} else {
+			s.metrics.login(LoginBadCredentials)
+		}
 		c.log.Info("login refused", "tag", "login", "dir", "inbound", "user", cmd.Arg, "err", err)
 		c.invalid("login refused", err)
 		return
@@ -214,12 +245,14 @@ func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		s.metrics.login(LoginInvalid)
 		c.invalid("login while shutting down", ErrClosed)
 		return
 	}
 	c.sess = s.startSessionLocked(c, cmd.Arg)
 	s.mu.Unlock()
 	s.metrics.loginsOK.Add(1)
+	s.metrics.login(LoginOK)
 	c.sess.log.Info("logged in", "tag", "login", "dir", "inbound")
 	c.conn.SetReadDeadline(s.idleDeadline(c.conn))
 }

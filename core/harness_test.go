@@ -171,12 +171,17 @@ type harness struct {
 var testAccounts = fakeAccounts{"alice": "a", "bob": "b", "carol": "c"}
 
 func newHarness(t *testing.T, cfg Config) *harness {
+	return newHarnessWith(t, cfg, testAccounts)
+}
+
+// newHarnessWith is newHarness serving accts.
+func newHarnessWith(t *testing.T, cfg Config, accts Accounts) *harness {
 	h := &harness{t: t}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	h.srv = New(cfg, testAccounts, log)
+	h.srv = New(cfg, accts, log)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // don't wait for calls to end

@@ -43,7 +43,7 @@ type mediaEndpoint struct {
 // ends. A refused registration ends the connection with the reason (nothing
 // would ever be relayed on it). ServeMedia closes c.
 func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
-	if !s.track(c) {
+	if !s.track(c, nil) {
 		c.Close()
 		return
 	}

@@ -1,6 +1,10 @@
 package core
 
-import "sync/atomic"
+import (
+	"sort"
+	"sync/atomic"
+	"time"
+)
 
 // DropReason says why a media chunk was not delivered.
 type DropReason int
@@ -18,6 +22,97 @@ var dropReasonNames = [numDropReasons]string{"queue_head", "queue_tail", "peer_g
 
 func (r DropReason) String() string { return dropReasonNames[r] }
 
+// CallResult is how a call attempt was settled: answered, or why not.
+type CallResult int
+
+// Call results. A call to oneself (clients use it to check their media
+// registration) is not a call attempt and is not counted.
+const (
+	CallAnswered     CallResult = iota // the callee accepted
+	CallRejected                       // the callee rejected
+	CallTimeout                        // the caller gave up ringing
+	CallBusy                           // the callee was ringing or in a call
+	CallNotAvailable                   // the callee was offline, unknown or without media
+	CallCancelled                      // the caller hung up, or a party left, while it rang
+	numCallResults
+)
+
+var callResultNames = [numCallResults]string{"answered", "rejected", "timeout", "busy", "notavailable", "cancelled"}
+
+func (r CallResult) String() string { return callResultNames[r] }
+
+// EndReason is why an answered call ended.
+type EndReason int
+
+// End reasons.
+const (
+	EndHangup   EndReason = iota // a party sent end
+	EndDrop                      // a party's connection died, or it logged in elsewhere
+	EndShutdown                  // the server's drain time ran out
+	numEndReasons
+)
+
+var endReasonNames = [numEndReasons]string{"hangup", "drop", "shutdown"}
+
+func (r EndReason) String() string { return endReasonNames[r] }
+
+// LoginResult is how a login command was answered.
+type LoginResult int
+
+// Login results.
+const (
+	LoginOK             LoginResult = iota // logged in
+	LoginBadCredentials                    // wrong password or unknown user
+	LoginBanned                            // refused: the source is banned
+	LoginThrottled                         // refused: the password could not be checked in time
+	LoginInvalid                           // refused before any check (stale, second login, shutting down)
+	numLoginResults
+)
+
+var loginResultNames = [numLoginResults]string{"ok", "bad_credentials", "banned", "throttled", "invalid"}
+
+func (r LoginResult) String() string { return loginResultNames[r] }
+
+// LoginCheckBuckets are the upper bounds, in seconds, of the login check
+// histogram: from cheap hashes (milliseconds) to the old tool's p=16
+// hashes under load (seconds).
+var LoginCheckBuckets = loginCheckBuckets[:]
+
+var loginCheckBuckets = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// histogram counts durations into LoginCheckBuckets; lock-free.
+type histogram struct {
+	counts [len(loginCheckBuckets) + 1]atomic.Uint64 // per bucket, the last for +Inf
+	sumNs  atomic.Int64
+}
+
+func (h *histogram) observe(d time.Duration) {
+	i := sort.SearchFloat64s(LoginCheckBuckets, d.Seconds())
+	h.counts[i].Add(1)
+	h.sumNs.Add(int64(d))
+}
+
+// Histogram is a snapshot of a histogram: Counts[i] is the number of
+// observations at most Buckets[i] (cumulative, as Prometheus has them).
+type Histogram struct {
+	Buckets []float64
+	Counts  []uint64
+	Count   uint64
+	Sum     float64 // seconds
+}
+
+func (h *histogram) snapshot() Histogram {
+	s := Histogram{Buckets: LoginCheckBuckets, Counts: make([]uint64, len(LoginCheckBuckets))}
+	for i := range h.counts {
+		s.Count += h.counts[i].Load()
+		if i < len(s.Counts) {
+			s.Counts[i] = s.Count
+		}
+	}
+	s.Sum = time.Duration(h.sumNs.Load()).Seconds()
+	return s
+}
+
 // metrics are the core's counters; all fields are updated atomically.
 type metrics struct {
 	sessions        atomic.Int64
@@ -34,6 +129,10 @@ type metrics struct {
 	directWrites    atomic.Int64
 	drops           [numDropReasons]atomic.Int64
 	maxQueueDelayNs atomic.Int64
+	callResults     [numCallResults]atomic.Int64
+	callsEnded      [numEndReasons]atomic.Int64
+	logins          [numLoginResults]atomic.Int64
+	loginCheck      histogram
 }
 
 // Stats is a snapshot of the core's counters, for metrics publishing.
@@ -52,6 +151,10 @@ type Stats struct {
 	DirectWrites    int64            // media writes made by the sender's goroutine
 	Drops           map[string]int64 // media chunks dropped, by reason
 	MaxQueueDelayNs int64            // longest time a media chunk waited in a queue
+	CallResults     map[string]int64 // call attempts by CallResult
+	CallsEnded      map[string]int64 // answered calls ended, by EndReason
+	Logins          map[string]int64 // login commands by LoginResult
+	LoginCheck      Histogram        // time of each password check, seconds
 }
 
 // Stats returns a snapshot of the core's counters.
@@ -76,10 +179,26 @@ func (s *Server) Stats() Stats {
 	for r := range numDropReasons {
 		st.Drops[r.String()] = m.drops[r].Load()
 	}
+	st.CallResults = make(map[string]int64, numCallResults)
+	for r := range numCallResults {
+		st.CallResults[r.String()] = m.callResults[r].Load()
+	}
+	st.CallsEnded = make(map[string]int64, numEndReasons)
+	for r := range numEndReasons {
+		st.CallsEnded[r.String()] = m.callsEnded[r].Load()
+	}
+	st.Logins = make(map[string]int64, numLoginResults)
+	for r := range numLoginResults {
+		st.Logins[r.String()] = m.logins[r].Load()
+	}
+	st.LoginCheck = m.loginCheck.snapshot()
 	return st
 }
 
-func (m *metrics) drop(r DropReason) { m.drops[r].Add(1) }
+func (m *metrics) drop(r DropReason)   { m.drops[r].Add(1) }
+func (m *metrics) call(r CallResult)   { m.callResults[r].Add(1) }
+func (m *metrics) ended(r EndReason)   { m.callsEnded[r].Add(1) }
+func (m *metrics) login(r LoginResult) { m.logins[r].Add(1) }
 
 func (m *metrics) queueDelay(ns int64) {
 	for {

@@ -100,10 +100,9 @@ type Server struct {
 	// I/O happens under it: replies are queued, never written.
 	mu       sync.Mutex
 	sessions map[wire.SessionID]*Session
-	conns    map[transport.Conn]struct{} // open connections, closed on Close
-	calls    int                         // active (answered) calls
-	closing  bool
-	drained  chan struct{} // closed when closing and calls reaches zero
+	conns    map[transport.Conn]*commandConn // open connections (nil: media), closed by Shutdown
+	calls    int                             // active (answered) calls
+	closing  bool                            // draining: no new logins or calls (see drain.go)
 }
 
 var _ transport.Handler = (*Server)(nil)
@@ -119,8 +118,7 @@ func New(cfg Config, accounts Accounts, log *slog.Logger) *Server {
 		log:      log,
 		accounts: accounts,
 		sessions: make(map[wire.SessionID]*Session),
-		conns:    make(map[transport.Conn]struct{}),
-		drained:  make(chan struct{}),
+		conns:    make(map[transport.Conn]*commandConn),
 	}
 }
 
@@ -134,15 +132,16 @@ func (s *Server) fresh(ts int64) bool {
 	return d >= -w && d <= w
 }
 
-// track records an open connection so that Close can end it. It refuses
+// track records an open connection, and its commandConn for a command
+// channel (nil for media), so that Shutdown can end it. It refuses
 // connections once the server is closing.
-func (s *Server) track(c transport.Conn) bool {
+func (s *Server) track(c transport.Conn, cc *commandConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = cc
 	return true
 }
 
@@ -150,42 +149,6 @@ func (s *Server) untrack(c transport.Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-}
-
-// Shutdown stops new logins and calls, waits for the calls in progress to
-// end or for ctx to end, whichever comes first, then closes every
-// connection. It does not wait for ServeCommand and ServeMedia to return;
-// their callers (the fronts) do. Shutdown is idempotent.
-func (s *Server) Shutdown(ctx context.Context) {
-	s.mu.Lock()
-	if !s.closing {
-		s.closing = true
-		s.checkDrainedLocked()
-	}
-	s.mu.Unlock()
-	select {
-	case <-s.drained:
-	case <-ctx.Done():
-	}
-	s.mu.Lock()
-	conns := make([]transport.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-}
-
-func (s *Server) checkDrainedLocked() {
-	if s.closing && s.calls == 0 {
-		select {
-		case <-s.drained:
-		default:
-			close(s.drained)
-		}
-	}
 }
 
 // newSessionIDLocked draws a fresh session id in 1..2^63-1 from crypto/rand.

@@ -55,8 +55,10 @@ func (s *Server) placeCallLocked(caller *Session, callee string) string {
 	other := s.onlineLocked(callee)
 	switch {
 	case other == nil || other.media == nil:
+		s.metrics.call(CallNotAvailable)
 		caller.send(wire.Reply(now, wire.KindRing, wire.SubNotAvailable, callee))
 	case other.call != nil:
+		s.metrics.call(CallBusy)
 		caller.send(wire.Reply(now, wire.KindRing, wire.SubBusy, callee))
 	default:
 		c := &call{caller: caller, callee: other}
@@ -94,6 +96,7 @@ func (s *Server) acceptLocked(callee *Session, caller string) string {
 		return "no call ringing from " + caller
 	}
 	c.answered = true
+	s.metrics.call(CallAnswered)
 	s.calls++
 	s.metrics.activeCalls.Add(1)
 	s.metrics.callsStarted.Add(1)
@@ -115,6 +118,7 @@ func (s *Server) rejectLocked(callee *Session, caller string) string {
 		return "no call ringing from " + caller
 	}
 	s.clearCallLocked(c)
+	s.metrics.call(CallRejected)
 	c.caller.send(wire.Reply(s.now(), wire.KindCall, wire.SubReject, callee.user))
 	return ""
 }
@@ -126,6 +130,7 @@ func (s *Server) giveUpLocked(caller *Session, callee string) string {
 		return "no call ringing to " + callee
 	}
 	s.clearCallLocked(c)
+	s.metrics.call(CallTimeout)
 	c.callee.send(wire.Reply(s.now(), wire.KindRing, wire.SubTimeout, caller.user))
 	return ""
 }
@@ -138,6 +143,7 @@ func (s *Server) hangUpLocked(sess *Session, other string) string {
 		return "no call with " + other
 	}
 	s.clearCallLocked(c)
+	s.countEndLocked(c, EndHangup)
 	c.other(sess).send(wire.Reply(s.now(), wire.KindCall, wire.SubEnd, sess.user))
 	sess.log.Info("call ended", "tag", "call", "dir", "inbound", "peer_user", other)
 	return ""
@@ -149,6 +155,7 @@ func (s *Server) leaveCallLocked(sess *Session) {
 	c := sess.call
 	other := c.other(sess)
 	s.clearCallLocked(c)
+	s.countEndLocked(c, EndDrop)
 	if c.answered {
 		other.send(wire.Reply(s.now(), wire.KindCall, wire.SubDrop, other.id.String()))
 	} else {
@@ -167,6 +174,15 @@ func (s *Server) clearCallLocked(c *call) {
 		c.callee.cmd.setInCall(false)
 		s.calls--
 		s.metrics.activeCalls.Add(-1)
-		s.checkDrainedLocked()
+	}
+}
+
+// countEndLocked counts how c ended: an answered call by reason, a ringing
+// one as cancelled.
+func (s *Server) countEndLocked(c *call, r EndReason) {
+	if c.answered {
+		s.metrics.ended(r)
+	} else {
+		s.metrics.call(CallCancelled)
 	}
 }

@@ -25,6 +25,7 @@ type client struct {
 // client opens is the command stream; every later one is a media stream
 // candidate. The connection closes when the command stream's session ends.
 func (s *Server) serveConn(qc *quicgo.Conn) {
+	s.handshakeDone(qc)
 	c := &client{srv: s, qc: qc}
 	stop := context.AfterFunc(s.ctx, func() { qc.CloseWithError(codeShuttingDown, "server shutting down") })
 	defer stop()
@@ -42,7 +43,7 @@ func (s *Server) serveConn(qc *quicgo.Conn) {
 	wg.Go(func() {
 		s.handler.ServeCommand(s.ctx, newCommandStream(c, st))
 		// The session is over: the client left, or logged in elsewhere.
-		qc.CloseWithError(codeClosed, "")
+		s.closeConn(qc)
 	})
 	wg.Go(c.receiveDatagrams)
 	for {
@@ -52,8 +53,17 @@ func (s *Server) serveConn(qc *quicgo.Conn) {
 		}
 		wg.Go(func() { s.handler.ServeMedia(s.ctx, newMediaStream(c, st)) })
 	}
-	qc.CloseWithError(codeClosed, "")
+	s.closeConn(qc)
 	wg.Wait()
+}
+
+// closeConn closes a client's connection: code 0, or "server shutting
+// down" (0x202) once the listeners are closed for a drain.
+func (s *Server) closeConn(qc *quicgo.Conn) error {
+	if s.isClosed() {
+		return qc.CloseWithError(codeShuttingDown, "server shutting down")
+	}
+	return qc.CloseWithError(codeClosed, "")
 }
 
 // receiveDatagrams hands each datagram to the datagram-mode media stream;

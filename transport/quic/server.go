@@ -88,6 +88,10 @@ type Server struct {
 	// datagramsDropped counts received datagrams dropped because the relay
 	// lagged behind (see dgramQueue).
 	datagramsDropped atomic.Int64
+	// handshakes counts handshakes by outcome: ok, failed, timeout.
+	handshakes [3]atomic.Int64
+
+	cert atomic.Pointer[tls.Certificate] // served; replaced by Reload
 
 	mu         sync.Mutex
 	transports map[*quicgo.Transport]struct{}
@@ -98,17 +102,16 @@ type Server struct {
 // New loads the certificate and prepares the QUIC and TLS configuration.
 func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 	cfg.setDefaults()
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	cert, err := loadCertificate(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("load certificate %s / key %s: %w", cfg.CertFile, cfg.KeyFile, err)
+		return nil, err
 	}
 	s := &Server{
 		handler: h,
 		log:     log,
 		tls: &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS13,
-			NextProtos:   []string{ALPN},
+			MinVersion: tls.VersionTLS13,
+			NextProtos: []string{ALPN},
 		},
 		quic: &quicgo.Config{
 			HandshakeIdleTimeout: cfg.HandshakeTimeout,
@@ -121,14 +124,36 @@ func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 		transports:   make(map[*quicgo.Transport]struct{}),
 		listeners:    make(map[*quicgo.Listener]struct{}),
 	}
+	s.cert.Store(cert)
+	s.tls.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+func loadCertificate(certFile, keyFile string) (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %s / key %s: %w", certFile, keyFile, err)
+	}
+	return &cert, nil
+}
+
+// Reload loads the certificate and key again (operators replace the files
+// in place when a certificate renews) and serves them to later
+// handshakes; connections keep theirs. On error nothing changes.
+func (s *Server) Reload(certFile, keyFile string) error {
+	cert, err := loadCertificate(certFile, keyFile)
+	if err != nil {
+		return err
+	}
+	s.cert.Store(cert)
+	return nil
 }
 
 // Serve accepts QUIC connections on pc until pc or the server is closed.
 // pc is closed when Serve returns.
 func (s *Server) Serve(pc net.PacketConn) error {
-	tr := &quicgo.Transport{Conn: pc}
+	tr := &quicgo.Transport{Conn: pc, ConnContext: s.connContext}
 	ln, err := tr.Listen(s.tls, s.quic)
 	if err != nil {
 		tr.Close()
@@ -195,11 +220,52 @@ func (s *Server) CloseListeners() {
 // core counts what it drops on the way out.
 type Stats struct {
 	DatagramsDropped int64 // received datagrams dropped: the relay lagged
+	// Handshakes counts handshakes by outcome: "ok", "failed", "timeout".
+	Handshakes map[string]int64
 }
 
 // Stats returns a snapshot of the front's counters.
 func (s *Server) Stats() Stats {
-	return Stats{DatagramsDropped: s.datagramsDropped.Load()}
+	return Stats{
+		DatagramsDropped: s.datagramsDropped.Load(),
+		Handshakes: map[string]int64{
+			"ok": s.handshakes[0].Load(), "failed": s.handshakes[1].Load(), "timeout": s.handshakes[2].Load(),
+		},
+	}
+}
+
+// handshakeState is whether a connection's handshake was settled: accepted
+// (counted ok) or closed before (counted failed or timeout), whichever
+// comes first.
+type handshakeState struct{ settled atomic.Bool }
+
+type handshakeKey struct{}
+
+// connContext runs when a connection attempt arrives, before its handshake.
+// quic-go cancels ctx, with the reason, when the connection closes: a
+// connection that closes before it was accepted failed its handshake.
+func (s *Server) connContext(ctx context.Context, _ *quicgo.ClientInfo) (context.Context, error) {
+	hs := &handshakeState{}
+	context.AfterFunc(ctx, func() {
+		if !hs.settled.CompareAndSwap(false, true) {
+			return
+		}
+		var hte *quicgo.HandshakeTimeoutError
+		var ite *quicgo.IdleTimeoutError
+		if cause := context.Cause(ctx); errors.As(cause, &hte) || errors.As(cause, &ite) {
+			s.handshakes[2].Add(1)
+		} else {
+			s.handshakes[1].Add(1)
+		}
+	})
+	return context.WithValue(ctx, handshakeKey{}, hs), nil
+}
+
+// handshakeDone counts an accepted connection's handshake as ok.
+func (s *Server) handshakeDone(qc *quicgo.Conn) {
+	if hs, ok := qc.Context().Value(handshakeKey{}).(*handshakeState); ok && hs.settled.CompareAndSwap(false, true) {
+		s.handshakes[0].Add(1)
+	}
 }
 
 // Close stops accepting, closes every connection and socket, and waits for

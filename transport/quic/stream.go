@@ -124,11 +124,12 @@ func (cs *commandStream) Probe() error {
 }
 
 // Close ends the client's session transport: the whole QUIC connection, as
-// closing a legacy command connection ends that client.
+// closing a legacy command connection ends that client. While the server
+// drains, the code says so (the client may reconnect elsewhere).
 func (cs *commandStream) Close() error {
 	cs.st.CancelRead(quicgo.StreamErrorCode(codeClosed))
 	cs.st.Close()
-	return cs.c.qc.CloseWithError(codeClosed, "")
+	return cs.c.srv.closeConn(cs.c.qc)
 }
 
 // mediaStream is a media channel: a stream whose first line registers it,

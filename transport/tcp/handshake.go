@@ -20,6 +20,13 @@ const maxClientHello = 16 << 10
 // everyone else with the bytes already read replayed. All of it runs within
 // the handshake timeout.
 func (s *Server) secure(nc net.Conn, log *slog.Logger) (secureConn, error) {
+	sc, dhe, err := s.shakeHands(nc, log)
+	s.handshakes.count(dhe, err)
+	return sc, err
+}
+
+// shakeHands is secure; dhe says which engine ran.
+func (s *Server) shakeHands(nc net.Conn, log *slog.Logger) (_ secureConn, dhe bool, _ error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.handshake)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -28,26 +35,26 @@ func (s *Server) secure(nc net.Conn, log *slog.Logger) (secureConn, error) {
 
 	hello, raw, err := clienthello.Read(nc, maxClientHello)
 	if err != nil {
-		return nil, fmt.Errorf("read ClientHello: %w", err)
+		return nil, false, fmt.Errorf("read ClientHello: %w", err)
 	}
 	if hello.NeedsDHE(s.goSuites) {
 		if s.dhe == nil {
-			return nil, fmt.Errorf("client offers only DHE cipher suites and DHE support is not compiled in")
+			return nil, true, fmt.Errorf("client offers only DHE cipher suites and DHE support is not compiled in")
 		}
 		dc, err := s.dhe.Handshake(ctx, nc, raw)
 		if err != nil {
-			return nil, fmt.Errorf("OpenSSL handshake: %w", err)
+			return nil, true, fmt.Errorf("OpenSSL handshake: %w", err)
 		}
 		version, suite := dc.ConnectionState()
 		log.Debug("TLS established", "dir", "inbound", "engine", "openssl", "version", version, "suite", suite)
-		return dc, nil
+		return dc, true, nil
 	}
 	tc := tls.Server(clienthello.NewReplayConn(nc, raw), s.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return nil, fmt.Errorf("crypto/tls handshake: %w", err)
+		return nil, false, fmt.Errorf("crypto/tls handshake: %w", err)
 	}
 	st := tc.ConnectionState()
 	log.Debug("TLS established", "dir", "inbound", "engine", "crypto/tls",
 		"version", tls.VersionName(st.Version), "suite", tls.CipherSuiteName(st.CipherSuite))
-	return tc, nil
+	return tc, false, nil
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtcall/dtcall/transport"
@@ -24,6 +25,11 @@ type Config struct {
 	// CertFile and KeyFile are the server's PEM certificate and key. The key
 	// must be RSA for the DHE_RSA suites of 2017 Android clients.
 	CertFile, KeyFile string
+	// ModernCertFile and ModernKeyFile, if set, are the certificate that
+	// crypto/tls serves (TLS 1.3 and ECDHE clients), for example an ECDSA
+	// one from a public CA; CertFile stays the DHE engine's. Default:
+	// CertFile and KeyFile for both engines.
+	ModernCertFile, ModernKeyFile string
 	// DHParamsFile and Ciphers are the old server's "dhfile" and "ciphers":
 	// DH parameters and an OpenSSL cipher string for the DHE engine.
 	DHParamsFile, Ciphers string
@@ -40,9 +46,13 @@ type Server struct {
 	handler   transport.Handler
 	log       *slog.Logger
 	tls       *tls.Config
-	goSuites  []uint16    // TLS 1.2 suites crypto/tls serves, for routing
-	dhe       *dhe.Server // nil when DHE is not compiled in
+	cert      atomic.Pointer[tls.Certificate] // crypto/tls's; replaced by Reload
+	goSuites  []uint16                        // TLS 1.2 suites crypto/tls serves, for routing
+	dhe       *dhe.Server                     // nil when DHE is not compiled in
 	handshake time.Duration
+	dheMax    int // Config.MaxDHEHandshakes, for Reload
+
+	handshakes handshakeCounts
 
 	ctx    context.Context // cancelled by Close; parent of every connection's
 	cancel context.CancelFunc
@@ -60,24 +70,20 @@ func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	cert, err := cfg.loadModern()
 	if err != nil {
-		return nil, fmt.Errorf("load certificate %s / key %s: %w", cfg.CertFile, cfg.KeyFile, err)
+		return nil, err
 	}
 	s := &Server{
 		handler:   h,
 		log:       log,
 		handshake: cfg.HandshakeTimeout,
+		dheMax:    cfg.MaxDHEHandshakes,
 		listeners: make(map[net.Listener]struct{}),
 	}
-	s.tls, s.goSuites = goTLSConfig(cert)
-	s.dhe, err = dhe.NewServer(dhe.Config{
-		CertFile:      cfg.CertFile,
-		KeyFile:       cfg.KeyFile,
-		DHParamsFile:  cfg.DHParamsFile,
-		Ciphers:       cfg.Ciphers,
-		MaxHandshakes: cfg.MaxDHEHandshakes,
-	})
+	s.cert.Store(cert)
+	s.tls, s.goSuites = goTLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil })
+	s.dhe, err = dhe.NewServer(cfg.dheConfig())
 	switch {
 	case errors.Is(err, dhe.ErrUnavailable):
 		log.Warn("DHE engine unavailable: clients that offer only DHE cipher suites (2017 Android) cannot connect", "tag", "tls", "dir", "system", "err", err)
@@ -89,8 +95,53 @@ func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// goTLSConfig is crypto/tls's side: TLS 1.3, and TLS 1.2 with ECDHE suites.
-func goTLSConfig(cert tls.Certificate) (*tls.Config, []uint16) {
+// loadModern loads the certificate crypto/tls serves.
+func (cfg Config) loadModern() (*tls.Certificate, error) {
+	certFile, keyFile := cfg.CertFile, cfg.KeyFile
+	if cfg.ModernCertFile != "" {
+		certFile, keyFile = cfg.ModernCertFile, cfg.ModernKeyFile
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %s / key %s: %w", certFile, keyFile, err)
+	}
+	return &cert, nil
+}
+
+func (cfg Config) dheConfig() dhe.Config {
+	return dhe.Config{
+		CertFile:      cfg.CertFile,
+		KeyFile:       cfg.KeyFile,
+		DHParamsFile:  cfg.DHParamsFile,
+		Ciphers:       cfg.Ciphers,
+		MaxHandshakes: cfg.MaxDHEHandshakes,
+	}
+}
+
+// Reload loads cfg's certificates, DH parameters and ciphers (the other
+// fields are ignored) and makes later handshakes use them; connections in
+// progress keep theirs. On error nothing changes. Operators may replace
+// the files in place (certbot renews into the same path): each Reload reads
+// them afresh.
+func (s *Server) Reload(cfg Config) error {
+	cert, err := cfg.loadModern()
+	if err != nil {
+		return err
+	}
+	if s.dhe != nil {
+		dc := cfg.dheConfig()
+		dc.MaxHandshakes = s.dheMax
+		if err := s.dhe.Reload(dc); err != nil {
+			return fmt.Errorf("DHE engine: %w", err)
+		}
+	}
+	s.cert.Store(cert)
+	return nil
+}
+
+// goTLSConfig is crypto/tls's side: TLS 1.3, and TLS 1.2 with ECDHE suites,
+// serving the certificate getCert returns.
+func goTLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*tls.Config, []uint16) {
 	var suites []uint16
 	for _, cs := range tls.CipherSuites() {
 		for _, v := range cs.SupportedVersions {
@@ -101,9 +152,9 @@ func goTLSConfig(cert tls.Certificate) (*tls.Config, []uint16) {
 		}
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		CipherSuites: suites,
+		GetCertificate: getCert,
+		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   suites,
 		// Replies are tiny and each must be one record; never split them.
 		DynamicRecordSizingDisabled: true,
 	}, suites

@@ -47,6 +47,31 @@ func NewServer(cfg Config) (*Server, error) {
 	return &Server{ctx: ctx, sem: make(chan struct{}, cfg.maxHandshakes())}, nil
 }
 
+// Reload loads cfg's certificate, key, DH parameters and cipher string into
+// a new OpenSSL context and makes it the one later handshakes use; on error
+// nothing changes. Handshakes in progress and established Conns keep the old
+// context (OpenSSL counts their references). The handshake cap stays.
+func (s *Server) Reload(cfg Config) error {
+	var st C.dtc_status
+	ctx := C.dtc_ctx_new(&st)
+	if ctx == nil {
+		return statusError("dhe: create SSL_CTX", &st)
+	}
+	if err := configure(ctx, cfg); err != nil {
+		C.dtc_ctx_free(ctx)
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		C.dtc_ctx_free(ctx)
+		return errServerClosed
+	}
+	C.dtc_ctx_free(s.ctx) // live SSLs keep the old context alive
+	s.ctx = ctx
+	return nil
+}
+
 // Close releases the server's OpenSSL context. Later Handshakes fail;
 // established Conns keep working (each holds an OpenSSL reference to the
 // context, dropped by Conn.Close). Close is idempotent.

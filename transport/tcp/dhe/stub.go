@@ -23,6 +23,9 @@ func NewServer(cfg Config) (*Server, error) {
 // Close does nothing.
 func (s *Server) Close() error { return nil }
 
+// Reload fails with an error wrapping ErrUnavailable.
+func (s *Server) Reload(cfg Config) error { return fmt.Errorf("dhe: %w", ErrUnavailable) }
+
 // Handshake closes raw and fails with an error wrapping ErrUnavailable.
 func (s *Server) Handshake(ctx context.Context, raw net.Conn, prefix []byte) (*Conn, error) {
 	raw.Close()

@@ -1,0 +1,127 @@
+package core
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// shutdown runs Shutdown(ctx) in the background; done is closed when it
+// returns.
+func shutdown(h *harness, ctx context.Context) (done chan struct{}) {
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		h.srv.Shutdown(ctx)
+	}()
+	return done
+}
+
+func TestDrainLetsCallsFinish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{IdleTimeout: 24 * time.Hour}) // silent fakes
+		a, b := inCall(t, h)
+		idle := h.login("carol")
+		stranger := h.connect("ip-x") // never logs in
+		done := shutdown(h, context.Background())
+		synctest.Wait()
+		if !idle.cmd.isClosed() || !idle.media.isClosed() || !stranger.cmd.isClosed() {
+			t.Fatal("a session outside a call, or a connection without one, outlived the start of the drain")
+		}
+		if !h.srv.Draining() {
+			t.Fatal("Draining() is false during the drain")
+		}
+		time.Sleep(10 * time.Minute) // the call goes on
+		synctest.Wait()
+		if a.cmd.isClosed() || b.media.isClosed() {
+			t.Fatal("a call in progress was cut by the drain")
+		}
+		a.media.put("voice")
+		if got := <-b.media.out; string(got) != "voice" {
+			t.Fatalf("media during the drain: %q", got)
+		}
+		a.say("call", "carol") // no new calls
+		a.expect("resp|invalid|")
+		select {
+		case <-done:
+			t.Fatal("Shutdown returned while a call was up")
+		default:
+		}
+		a.say("end", "bob")
+		b.expect("call|end|alice")
+		<-done
+		if !a.cmd.isClosed() || !b.cmd.isClosed() || !a.media.isClosed() {
+			t.Fatal("the call's sessions are still open after the drain")
+		}
+		if n := h.srv.Stats().CallsEnded["hangup"]; n != 1 {
+			t.Errorf("calls ended by hang-up: %d, want 1", n)
+		}
+	})
+}
+
+func TestDrainTimeIsUpNoticesThenCloses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{IdleTimeout: 24 * time.Hour}) // silent fakes
+		a, b := inCall(t, h)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		done := shutdown(h, ctx)
+		time.Sleep(time.Hour - time.Second)
+		synctest.Wait()
+		if a.cmd.isClosed() {
+			t.Fatal("closed before the drain time was up")
+		}
+		<-done
+		a.expect("call|drop|" + a.sid)
+		b.expect("call|drop|" + b.sid)
+		if !a.cmd.isClosed() || !b.cmd.isClosed() {
+			t.Fatal("connections open after the drain")
+		}
+		if n := h.srv.Stats().CallsEnded["shutdown"]; n != 1 {
+			t.Errorf("calls ended by shutdown: %d, want 1", n)
+		}
+	})
+}
+
+// swappable are accounts a test can change while the server runs.
+type swappable struct{ p atomic.Pointer[fakeAccounts] }
+
+func (s *swappable) Exists(name string) bool { return s.p.Load().Exists(name) }
+func (s *swappable) Authenticate(ctx context.Context, name, pw string) error {
+	return s.p.Load().Authenticate(ctx, name, pw)
+}
+
+func TestLogOutRemoved(t *testing.T) {
+	accts := &swappable{}
+	all := fakeAccounts{"alice": "a", "bob": "b", "carol": "c"}
+	accts.p.Store(&all)
+	h := newHarnessWith(t, Config{}, accts)
+	a, b := h.login("alice"), h.login("bob")
+	carol := h.login("carol")
+	a.say("call", "bob")
+	a.expect("ring|available|bob")
+	b.expect("ring|incoming|alice")
+	b.say("accept", "alice")
+	a.expect("call|start|bob")
+	b.expect("call|start|alice")
+
+	without := fakeAccounts{"alice": "a", "carol": "c"} // bob removed
+	accts.p.Store(&without)
+	if n := h.srv.LogOutRemoved(); n != 1 {
+		t.Fatalf("LogOutRemoved = %d, want 1", n)
+	}
+	a.expect("call|drop|" + a.sid)
+	waitFor(t, func() bool { return b.cmd.isClosed() && b.media.isClosed() })
+	carol.quiet()
+	a.quiet()
+	var wg sync.WaitGroup // bob can't log in again
+	wg.Go(func() {
+		again := h.connect("ip-bob")
+		again.say("login", "bob", "b")
+		again.expect("resp|invalid|")
+	})
+	wg.Wait()
+}

@@ -11,6 +11,12 @@
 // caller→callee pair of Go (TCP, QUIC stream, QUIC datagram) and Java
 // (android2017, java-default) clients, printed as a table. It needs a JDK 17
 // (javac and java on PATH) and the DHE engine (cgo with OpenSSL 3).
+//
+// Other tests run cmd/dtcall processes against dtoperator processes of
+// their own (dtcall_test.go: 40-s file calls, exit codes), kill a party or
+// the server mid-call (liveness_test.go) and hold a 2-minute call between
+// the Java client and a QUIC datagram client (longcall_test.go). They run
+// in parallel with each other, after the tests above.
 package interop
 
 import (
@@ -40,7 +46,16 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(removingBuilds{m}) }
+
+// removingBuilds runs the tests, then removes the binaries they shared
+// (sharedBuilds).
+type removingBuilds struct{ m *testing.M }
+
+func (r removingBuilds) Run() int {
+	defer removeSharedBuilds()
+	return r.m.Run()
+}
 
 // pairs are the caller→callee TLS profiles the Java client runs every
 // scenario with. java-tls12 (the Java client on a Java 8 runtime: ECDHE
@@ -155,28 +170,55 @@ func compileClient(t *testing.T, j jdk, dir string) string {
 	return classes
 }
 
-// buildServer builds cmd/dtoperator into dir, from the module root.
-func buildServer(t *testing.T, dir string) string {
+// buildServer builds cmd/dtoperator into dir.
+func buildServer(t *testing.T, dir string) string { return buildCmd(t, dir, "dtoperator") }
+
+// buildCmd builds the module's command cmd/<name> (dtoperator, dtcall)
+// into dir/<name> and returns its path.
+func buildCmd(t *testing.T, dir, name string) string {
 	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	noteSources(t, root)
+	bin, err := goBuild(root, dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// moduleRoot is the folder of the module's go.mod.
+func moduleRoot() (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatal("go not found on PATH: needed to build cmd/dtoperator")
+		return "", errors.New("go not found on PATH: needed to build the module's commands")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	gomod, err := exec.CommandContext(ctx, goTool, "env", "GOMOD").Output()
 	if err != nil || len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
-		t.Fatalf("go env GOMOD: %q, %v: run the test inside the module", gomod, err)
+		return "", fmt.Errorf("go env GOMOD: %q, %v: run the test inside the module", gomod, err)
 	}
-	root := filepath.Dir(string(bytes.TrimSpace(gomod)))
-	noteSources(t, root)
-	bin := filepath.Join(dir, "dtoperator")
-	build := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/dtcall/dtcall/cmd/dtoperator")
+	return filepath.Dir(string(bytes.TrimSpace(gomod))), nil
+}
+
+// goBuild builds cmd/<name> of the module at root into dir/<name>.
+func goBuild(root, dir, name string) (string, error) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("go not found on PATH: needed to build cmd/%s", name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	bin := filepath.Join(dir, name)
+	build := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/dtcall/dtcall/cmd/"+name)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/dtoperator: %v\n%s", err, out)
+		return "", fmt.Errorf("go build cmd/%s: %v\n%s", name, err, out)
 	}
-	return bin
+	return bin, nil
 }
 
 // noteSources stats every file of the module so that go test's result

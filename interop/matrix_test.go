@@ -552,7 +552,10 @@ func (h *javaHost) readLoop(r io.Reader) {
 }
 
 // send runs one line and returns the agent's result.
-func (h *javaHost) send(line string) (string, error) {
+func (h *javaHost) send(line string) (string, error) { return h.sendWithin(line, javaCommandTimeout) }
+
+// sendWithin is send for a command that may take up to d.
+func (h *javaHost) sendWithin(line string, d time.Duration) (string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.broken != nil {
@@ -574,8 +577,8 @@ func (h *javaHost) send(line string) (string, error) {
 			return "", errors.New(strings.TrimPrefix(out, "err "))
 		}
 		h.broken = fmt.Errorf("java agent answered %q", out)
-	case <-time.After(javaCommandTimeout):
-		h.broken = fmt.Errorf("java agent: no answer within %v", javaCommandTimeout)
+	case <-time.After(d):
+		h.broken = fmt.Errorf("java agent: no answer within %v", d)
 	}
 	return "", h.broken
 }

@@ -115,6 +115,10 @@ func (c *cli) talk(ctx context.Context, cl *client.Client, peer string, played <
 				return exitDropped
 			}
 		case err := <-played:
+			var lost *mediaWriteError
+			if errors.As(err, &lost) { // the channel failed under us, not the file
+				return c.mediaLost(cl, lost.err)
+			}
 			if err != nil {
 				c.errs.say("dtcall: --play: %v", err)
 				hangUp()
@@ -129,7 +133,7 @@ func (c *cli) talk(ctx context.Context, cl *client.Client, peer string, played <
 			c.out.say("hung up")
 			return code
 		case <-m.Done():
-			return c.mediaLost(cl, m)
+			return c.mediaLost(cl, m.Err())
 		case <-ctx.Done():
 			hangUp()
 			c.out.say("hung up")
@@ -153,7 +157,7 @@ const mediaGrace = time.Second
 // call, but this is no hang-up: nothing is sent, and the server tells the
 // other side call|drop. A server that went away takes the command channel
 // with it moments later, which says so.
-func (c *cli) mediaLost(cl *client.Client, m *client.Media) int {
+func (c *cli) mediaLost(cl *client.Client, cause error) int {
 	t := time.NewTimer(mediaGrace)
 	defer t.Stop()
 	for {
@@ -167,7 +171,7 @@ func (c *cli) mediaLost(cl *client.Client, m *client.Media) int {
 				return exitDropped
 			}
 		case <-t.C:
-			c.out.say("the call dropped: %v", m.Err())
+			c.out.say("the call dropped: %v", cause)
 			return exitDropped
 		}
 	}
@@ -212,7 +216,7 @@ func play(ctx context.Context, m *client.Media, r io.Reader) error {
 		n, err := io.ReadFull(br, frame)
 		if n > 0 {
 			if werr := m.WriteMedia(frame[:n]); werr != nil {
-				return werr
+				return &mediaWriteError{werr}
 			}
 		}
 		switch {
@@ -228,6 +232,12 @@ func play(ctx context.Context, m *client.Media, r io.Reader) error {
 		}
 	}
 }
+
+// mediaWriteError is play's error when the media channel, not the file,
+// failed: the call is over for the channel's reasons.
+type mediaWriteError struct{ err error }
+
+func (e *mediaWriteError) Error() string { return e.err.Error() }
 
 // recorder writes received media to a file until the call ends and the
 // line has been quiet for drainQuiet.

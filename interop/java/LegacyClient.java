@@ -73,6 +73,8 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLHandshakeException;
 import javax.net.ssl.SSLSession;
@@ -1079,6 +1081,9 @@ public final class LegacyClient {
                     expectNoMedia(ph, Integer.parseInt(w[1]));
                     return "";
                 }
+                case "media-talk" -> {
+                    return mediaTalk(w[1], Integer.parseInt(w[2]));
+                }
                 case "reregister" -> {
                     reregister();
                     return "";
@@ -1108,6 +1113,70 @@ public final class LegacyClient {
                 }
                 default -> throw new Fail("unknown agent command " + q(w[0]));
             }
+        }
+
+        /**
+         * mediaTalk is a call as the phones hold it: n frames to peer, one
+         * write every frameMillis on a thread of its own (paced by the clock,
+         * not by the sum of sleeps), while this thread reads and checks n
+         * frames from peer, byte-exact and in order. It answers
+         * "sent=N received=M", or fails with the counts and the first bad or
+         * missing frame.
+         */
+        String mediaTalk(String peer, int n) throws Exception {
+            AtomicInteger sent = new AtomicInteger();
+            AtomicBoolean stop = new AtomicBoolean();
+            Queue<String> errs = new ConcurrentLinkedQueue<>();
+            Thread sender = new Thread(() -> {
+                long start = System.nanoTime();
+                try {
+                    for (int i = 0; i < n && !stop.get(); i++) {
+                        long wait = start + i * frameMillis * 1_000_000L - System.nanoTime();
+                        if (wait > 0) {
+                            Thread.sleep(wait / 1_000_000L, (int) (wait % 1_000_000L));
+                        }
+                        ph.writeMedia(frame(ph.user, peer, i), "frame " + i);
+                        sent.incrementAndGet();
+                    }
+                } catch (Fail e) {
+                    errs.add(e.getMessage());
+                } catch (InterruptedException e) {
+                    errs.add(ph.user + ": media sender interrupted");
+                }
+            }, "media-talk " + ph.user);
+            sender.setDaemon(true);
+            sender.start();
+            int received = 0;
+            String bad = null;
+            try {
+                for (; received < n; received++) {
+                    byte[] got = ph.readFrame();
+                    byte[] want = frame(peer, ph.user, received);
+                    if (!Arrays.equals(got, want)) {
+                        bad = ph.user + ": media frame " + received + " is " + q(got) + ", want " + q(want);
+                        break;
+                    }
+                }
+            } catch (Fail e) {
+                bad = e.getMessage() + " (waiting for frame " + received + ")";
+            } finally {
+                if (bad != null) {
+                    stop.set(true);
+                }
+                sender.join(SO_TIMEOUT_MS + n * frameMillis);
+            }
+            String counts = "sent=" + sent.get() + " received=" + received;
+            if (sender.isAlive()) {
+                stop.set(true);
+                errs.add(ph.user + ": media sender still running");
+            }
+            if (bad != null) {
+                errs.add(bad);
+            }
+            if (!errs.isEmpty()) {
+                throw new Fail(counts + ": " + String.join("; ", errs));
+            }
+            return counts;
         }
 
         /** expect waits up to ms for the next notification, which must be want. */

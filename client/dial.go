@@ -146,7 +146,7 @@ func explainTCP(host string, port int, err error) error {
 // TLS_DHE_RSA_WITH_AES_256_GCM_SHA384. zcrypto's own verification is off
 // (its x509 is a scanner's, lenient by design); check.verifyRaw checks the
 // pin or the CA chain and serverName with crypto/x509 instead, as soon as
-// the server's certificate arrives. Like the 2017 client, it sends no SNI.
+// the server's certificate arrives. It sends no SNI (the server ignores it).
 func handshakeDHE(ctx context.Context, raw net.Conn, check *pinCheck, serverName string) (net.Conn, error) {
 	c := ztls.Client(raw, &ztls.Config{
 		InsecureSkipVerify: true, // verified below

@@ -48,13 +48,9 @@ type pin struct {
 	roots *x509.CertPool // CA mode: the trusted roots; nil means the system's
 }
 
-// String is the pin as the user writes it.
+// String is the pin as the user writes it (meaningless in CA mode).
 func (p pin) String() string {
 	switch {
-	case p.ca && p.roots == nil:
-		return "the system's root CAs"
-	case p.ca:
-		return "the CA file's roots"
 	case p.kind == PublicKeyPin && p.base64:
 		return spkiBase64(p.sum)
 	case p.kind == PublicKeyPin:

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -14,23 +15,24 @@ import (
 
 	quicgo "github.com/quic-go/quic-go"
 	ztls "github.com/zmap/zcrypto/tls"
+	zx509 "github.com/zmap/zcrypto/x509"
 )
 
 // suiteDHE is TLS_DHE_RSA_WITH_AES_256_GCM_SHA384, the only suite the 2017
 // Android client offers.
 const suiteDHE = 0x009f
 
-// pinCheck remembers a pin failure during a handshake, so that Dial can
-// report it as a *PinError even when the TLS or QUIC stack wraps it in an
-// alert of its own.
+// pinCheck remembers a certificate check's failure during a handshake, so
+// that Dial can report it (a *PinError, say) even when the TLS or QUIC
+// stack wraps it in an alert of its own.
 type pinCheck struct {
 	pin pin
 	mu  sync.Mutex
 	err error
 }
 
-func (p *pinCheck) verify(leaf []byte) error {
-	err := p.pin.verify(leaf)
+// fail records err, if any, and returns it.
+func (p *pinCheck) fail(err error) error {
 	if err != nil {
 		p.mu.Lock()
 		p.err = err
@@ -39,7 +41,7 @@ func (p *pinCheck) verify(leaf []byte) error {
 	return err
 }
 
-// explain returns the pin failure if there was one, else err.
+// explain returns the check's failure if there was one, else err.
 func (p *pinCheck) explain(err error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -49,9 +51,14 @@ func (p *pinCheck) explain(err error) error {
 	return err
 }
 
-// tlsConfig is the crypto/tls client configuration: no CA verification,
-// the leaf must match the pin.
+// tlsConfig is the crypto/tls client configuration for a server called
+// serverName. With a pin: no CA verification, the leaf must match the
+// pin. In CA mode: crypto/tls's own verification against the roots and
+// serverName.
 func (p *pinCheck) tlsConfig(serverName string) *tls.Config {
+	if p.pin.ca {
+		return &tls.Config{ServerName: serverName, RootCAs: p.pin.roots}
+	}
 	return &tls.Config{
 		ServerName:         serverName,
 		InsecureSkipVerify: true, // self-signed servers: the pin replaces the CA check
@@ -59,12 +66,41 @@ func (p *pinCheck) tlsConfig(serverName string) *tls.Config {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("server sent no certificate")
 			}
-			return p.verify(cs.PeerCertificates[0].Raw)
+			return p.fail(p.pin.verifyLeaf(cs.PeerCertificates[0]))
 		},
 	}
 }
 
-// dialTLS connects to a legacy port and shakes hands, pinning the server
+// verifyRaw checks the certificates a server sent (DER, leaf first) the
+// way tlsConfig's crypto/tls would, for the zcrypto handshake: against
+// the pin, or in CA mode a chain from the leaf to the roots for
+// serverName, for server authentication.
+func (p *pinCheck) verifyRaw(raw [][]byte, serverName string) error {
+	if len(raw) == 0 {
+		return p.fail(errors.New("server sent no certificate"))
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return p.fail(fmt.Errorf("parse server certificate: %w", err))
+		}
+		certs[i] = c
+	}
+	if !p.pin.ca {
+		return p.fail(p.pin.verifyLeaf(certs[0]))
+	}
+	opts := x509.VerifyOptions{Roots: p.pin.roots, DNSName: serverName, Intermediates: x509.NewCertPool()}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := certs[0].Verify(opts); err != nil { // KeyUsages default to server auth
+		return p.fail(&tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err})
+	}
+	return nil
+}
+
+// dialTLS connects to a legacy port and shakes hands, checking the server
 // certificate; the connection within o.DialTimeout, all within o.Timeout
 // and ctx. It returns the TLS connection and the TCP socket under it.
 func dialTLS(ctx context.Context, o *Options, p pin, port int) (net.Conn, net.Conn, error) {
@@ -82,9 +118,9 @@ func dialTLS(ctx context.Context, o *Options, p pin, port int) (net.Conn, net.Co
 	check := &pinCheck{pin: p}
 	var conn net.Conn
 	if o.TLS12DHEOnly {
-		conn, err = handshakeDHE(ctx, raw, check)
+		conn, err = handshakeDHE(ctx, raw, check, o.ServerName)
 	} else {
-		c := tls.Client(raw, check.tlsConfig(o.Server))
+		c := tls.Client(raw, check.tlsConfig(o.ServerName))
 		conn, err = c, c.HandshakeContext(ctx)
 	}
 	if err != nil {
@@ -107,27 +143,26 @@ func explainTCP(host string, port int, err error) error {
 }
 
 // handshakeDHE shakes hands like the 2017 Android client: TLS 1.2, only
-// TLS_DHE_RSA_WITH_AES_256_GCM_SHA384, pinned certificate.
-func handshakeDHE(ctx context.Context, raw net.Conn, check *pinCheck) (net.Conn, error) {
+// TLS_DHE_RSA_WITH_AES_256_GCM_SHA384. zcrypto's own verification is off
+// (its x509 is a scanner's, lenient by design); check.verifyRaw checks the
+// pin or the CA chain and serverName with crypto/x509 instead, as soon as
+// the server's certificate arrives. It sends no SNI (the server ignores it).
+func handshakeDHE(ctx context.Context, raw net.Conn, check *pinCheck, serverName string) (net.Conn, error) {
 	c := ztls.Client(raw, &ztls.Config{
-		InsecureSkipVerify: true, // pinned below
-		CipherSuites:       []uint16{suiteDHE},
-		ForceSuites:        true,
-		MinVersion:         ztls.VersionTLS12,
-		MaxVersion:         ztls.VersionTLS12,
+		InsecureSkipVerify: true, // verified below
+		VerifyPeerCertificate: func(certs [][]byte, _ []zx509.CertificateChain) error {
+			return check.verifyRaw(certs, serverName)
+		},
+		CipherSuites: []uint16{suiteDHE},
+		ForceSuites:  true,
+		MinVersion:   ztls.VersionTLS12,
+		MaxVersion:   ztls.VersionTLS12,
 	})
 	if err := c.HandshakeContext(ctx); err != nil {
 		return nil, err
 	}
-	st := c.ConnectionState()
-	if st.CipherSuite != suiteDHE {
+	if st := c.ConnectionState(); st.CipherSuite != suiteDHE {
 		return nil, fmt.Errorf("server chose cipher suite %#04x, not DHE", st.CipherSuite)
-	}
-	if len(st.PeerCertificates) == 0 {
-		return nil, errors.New("server sent no certificate")
-	}
-	if err := check.verify(st.PeerCertificates[0].Raw); err != nil {
-		return nil, err
 	}
 	return c, nil
 }
@@ -165,7 +200,7 @@ func dialQUIC(ctx context.Context, o *Options, p pin) (*quicLink, *quicgo.Stream
 		return nil, nil, err
 	}
 	check := &pinCheck{pin: p}
-	tc := check.tlsConfig(o.Server)
+	tc := check.tlsConfig(o.ServerName)
 	tc.MinVersion = tls.VersionTLS13
 	tc.NextProtos = []string{ALPN}
 	qc, err := tr.Dial(ctx, ua, tc, &quicgo.Config{

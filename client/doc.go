@@ -6,11 +6,16 @@
 //
 // Dial connects the command channel: a TLS connection to the command port
 // (TCP), or a QUIC connection (ALPN "dtcall/1", TLS 1.3) and its first
-// stream (QUIC, QUICDatagram). dtcall servers use self-signed
-// certificates, so the client pins the leaf certificate instead of
-// checking a CA: Options.PinFile (the server's PEM certificate) or
-// Options.PinSHA256 ("sha256:<hex>", as dtoperator logs it at start). A
-// mismatch fails Dial with a *PinError.
+// stream (QUIC, QUICDatagram). Options choose exactly one way to check
+// the server's certificate:
+//   - a pin, for dtoperator's self-signed certificates: of the whole leaf
+//     certificate (Options.PinFile, or PinSHA256 "sha256:<hex>") or of
+//     its public key, which survives a renewal with the same key
+//     (Options.PinKeyFile, or PinSHA256 "spki:<hex>" or
+//     "sha256/<base64>"). dtoperator logs each form at start. A mismatch
+//     fails Dial with a *PinError.
+//   - a CA, like any TLS client: Options.CAFile or SystemRoots, and the
+//     server's name (Options.Server, or ServerName).
 //
 // Login authenticates; RegisterMedia opens the media channel (a TLS
 // connection to the media port, or the next QUIC stream) and waits until

@@ -3,6 +3,8 @@ package client_test
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -122,6 +124,40 @@ func ExampleDial_pinSHA256() {
 	// Output:
 	// pinned connection: ok
 	// wrong pin refused: true
+}
+
+// Pin the server's public key, as dtoperator logs it at start
+// ("spki=spki:…", or "spki_base64=sha256/…" in the HPKP and curl form). A
+// renewed certificate with the same key still matches.
+func ExampleDial_pinPublicKey() {
+	srv, stop := exampleServer()
+	defer stop()
+	ctx := context.Background()
+	leaf, err := x509.ParseCertificate(srv.der)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+
+	for _, fingerprint := range []string{
+		"spki:" + hex.EncodeToString(sum[:]),
+		"sha256/" + base64.StdEncoding.EncodeToString(sum[:]),
+	} {
+		c, err := client.Dial(ctx, client.Options{
+			Server:    "127.0.0.1",
+			QUICPort:  srv.quicPort,
+			Transport: client.QUIC,
+			PinSHA256: fingerprint,
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		c.Close()
+		fmt.Println("pinned by public key: ok")
+	}
+	// Output:
+	// pinned by public key: ok
+	// pinned by public key: ok
 }
 
 // Login failures and call outcomes are typed.

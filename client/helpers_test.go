@@ -33,7 +33,14 @@ type server struct {
 // startServer runs a server until the end of t.
 func startServer(t testing.TB, ccfg core.Config) *server {
 	t.Helper()
-	ts := testserver.Start(t, testserver.Config{Core: ccfg})
+	return startServerWith(t, testserver.Config{Core: ccfg})
+}
+
+// startServerWith runs a server with cfg (a certificate of the test's,
+// say) until the end of t.
+func startServerWith(t testing.TB, cfg testserver.Config) *server {
+	t.Helper()
+	ts := testserver.Start(t, cfg)
 	return &server{
 		Server:      ts,
 		commandPort: ts.CommandPort, mediaPort: ts.MediaPort, quicPort: ts.QUICPort,

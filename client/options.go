@@ -1,15 +1,9 @@
 package client
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strings"
 	"time"
 )
 
@@ -74,20 +68,53 @@ type Options struct {
 	// Transport is TCP (the default), QUIC or QUICDatagram.
 	Transport Transport
 
-	// Exactly one of PinFile and PinSHA256 must be set: the server's
-	// certificates are self-signed, so the client checks the leaf
-	// certificate against a pin instead of a CA.
+	// The client checks the server's certificate in exactly one way:
+	// PinFile, PinKeyFile or PinSHA256 pin it (dtoperator's certificates
+	// are self-signed), CAFile or SystemRoots verify it like any TLS
+	// client (a chain to a trusted root, and ServerName). Dial fails when
+	// none or more than one is set. A pin mismatch fails Dial with a
+	// *PinError; a CA failure with the TLS stack's error (errors.As finds
+	// an x509.UnknownAuthorityError, x509.HostnameError, ...).
 	//
-	// PinFile is a PEM file holding the server certificate (its first
-	// CERTIFICATE block is the pin).
+	// PinFile is a PEM file holding the server certificate: its first
+	// CERTIFICATE block is pinned, the whole certificate. A renewed
+	// certificate needs the new file, even with the same key.
 	PinFile string
-	// PinSHA256 is "sha256:" and the hex SHA-256 of the leaf certificate's
-	// DER encoding, as dtoperator logs it at start.
+	// PinKeyFile is a PEM file holding the server certificate, or its
+	// public key as a PUBLIC KEY block (openssl x509 -pubkey -noout): the
+	// public key is pinned, so a certificate renewed with the same key
+	// still matches.
+	PinKeyFile string
+	// PinSHA256 is a fingerprint, in one of the forms dtoperator logs at
+	// start:
+	//   - "sha256:HEX" (fingerprint=): the SHA-256 of the leaf
+	//     certificate's DER, a certificate pin;
+	//   - "spki:HEX" (spki=): the SHA-256 of the leaf's
+	//     SubjectPublicKeyInfo, a public-key pin;
+	//   - "sha256/BASE64" (spki_base64=): the same SHA-256 in standard
+	//     base64, the form of HPKP and curl --pinnedpubkey (curl's
+	//     "sha256//BASE64" is taken too).
+	// HEX is 64 hex digits, either case, with optional colons between
+	// bytes.
 	PinSHA256 string
+	// CAFile is a PEM bundle of CA certificates: the server's certificate
+	// must chain to one of them (the system's roots are not used) and
+	// cover ServerName.
+	CAFile string
+	// SystemRoots verifies the server's certificate against the system's
+	// root CAs, and ServerName.
+	SystemRoots bool
+	// ServerName is the TLS server name (SNI) and, with CAFile or
+	// SystemRoots, the name the certificate must cover: a host name, or an
+	// IP address checked against the certificate's IP addresses. Default
+	// Server.
+	ServerName string
 
 	// TLS12DHEOnly makes a TCP client speak like the 2017 Android client:
 	// TLS 1.2 offering only TLS_DHE_RSA_WITH_AES_256_GCM_SHA384 (through
-	// zcrypto, since crypto/tls has no DHE). Ignored over QUIC.
+	// zcrypto, since crypto/tls has no DHE). Ignored over QUIC. Pins and
+	// CA mode work as over crypto/tls: the chain and the name are checked
+	// with crypto/x509, during the handshake.
 	TLS12DHEOnly bool
 
 	// Timeout bounds each request (dial, handshake, a command and its
@@ -116,6 +143,9 @@ func (o *Options) setDefaults() {
 	if o.QUICPort == 0 {
 		o.QUICPort = DefaultQUICPort
 	}
+	if o.ServerName == "" {
+		o.ServerName = o.Server
+	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
@@ -136,75 +166,6 @@ func (o *Options) check() error {
 	}
 	if o.LocalAddr != "" && net.ParseIP(o.LocalAddr) == nil {
 		return fmt.Errorf("local address %q is not an IP address", o.LocalAddr)
-	}
-	return nil
-}
-
-// pin is the SHA-256 of the server's leaf certificate.
-type pin [sha256.Size]byte
-
-func (p pin) String() string { return "sha256:" + hex.EncodeToString(p[:]) }
-
-// loadPin reads the pin from exactly one of PinFile and PinSHA256.
-func (o *Options) loadPin() (pin, error) {
-	switch {
-	case o.PinFile != "" && o.PinSHA256 != "":
-		return pin{}, errors.New("give either a pin file or a sha256 pin, not both")
-	case o.PinFile != "":
-		return pinFromFile(o.PinFile)
-	case o.PinSHA256 != "":
-		return parsePin(o.PinSHA256)
-	}
-	return pin{}, errors.New("no certificate pin: set a pin file or a sha256 pin")
-}
-
-// parsePin parses "sha256:HEX" (64 hex digits, either case; colons between
-// byte pairs are allowed).
-func parsePin(s string) (pin, error) {
-	h, ok := strings.CutPrefix(s, "sha256:")
-	if !ok {
-		return pin{}, fmt.Errorf("pin %q: want sha256:<64 hex digits>", s)
-	}
-	b, err := hex.DecodeString(strings.ReplaceAll(h, ":", ""))
-	if err != nil || len(b) != sha256.Size {
-		return pin{}, fmt.Errorf("pin %q: want sha256:<64 hex digits>", s)
-	}
-	return pin(b), nil
-}
-
-func pinFromFile(path string) (pin, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return pin{}, fmt.Errorf("read pin file: %w", err)
-	}
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return pin{}, fmt.Errorf("pin file %s: no PEM CERTIFICATE block", path)
-		}
-		if b.Type == "CERTIFICATE" {
-			return sha256.Sum256(b.Bytes), nil
-		}
-	}
-}
-
-// PinError says that the server's certificate is not the pinned one: the
-// wrong server, a changed certificate, or someone in the middle.
-type PinError struct {
-	Got, Want string // "sha256:..." of the server's leaf and of the pin
-}
-
-func (e *PinError) Error() string {
-	return "server certificate " + e.Got + " does not match the pinned " + e.Want +
-		" (wrong server, changed certificate, or someone in the middle)"
-}
-
-// verify checks the leaf certificate's DER against the pin.
-func (p pin) verify(leaf []byte) error {
-	got := pin(sha256.Sum256(leaf))
-	if !bytes.Equal(got[:], p[:]) {
-		return &PinError{Got: got.String(), Want: p.String()}
 	}
 	return nil
 }

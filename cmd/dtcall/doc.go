@@ -4,7 +4,7 @@
 // --datagram for media in QUIC datagrams) or the legacy TLS pair
 // (--transport tcp), through package client.
 //
-//	dtcall --server HOST --pin FILE|sha256:HEX [--user NAME] COMMAND
+//	dtcall --server HOST (--pin PIN | --ca FILE|system) [--user NAME] COMMAND
 //
 //	login              log in and stay online, printing events (Ctrl-C quits)
 //	lookup NAME        tell whether account NAME exists
@@ -15,8 +15,19 @@
 // second; the call is hung up when the file ends) and --record FILE (what
 // arrives is written to it). Ctrl-C hangs up. A call rings for --ring
 // (20 s) before dtcall gives up; answer waits for --wait (default: until
-// Ctrl-C). --pin is the server's certificate file or its fingerprint,
-// which dtoperator logs at every start. The password comes from
+// Ctrl-C).
+//
+// dtcall checks the server's certificate in one of two ways. --pin pins
+// it: the server's certificate file (PEM) or its fingerprint
+// "sha256:HEX" pin the whole certificate; "spki:HEX" or "sha256/BASE64"
+// (HPKP's and curl's form) pin its public key, so a certificate renewed
+// with the same key still matches. dtoperator logs all three at every
+// start (fingerprint=, spki=, spki_base64=). --ca FILE verifies the
+// certificate like any TLS client, against the CA certificates in FILE
+// (PEM) and the server's name (--server, or --server-name NAME); --ca
+// system uses the system's root CAs. --pin and --ca exclude each other.
+//
+// The password comes from
 // DTCALL_PASSWORD or is asked without echo; there is no password flag.
 // The user name comes from --user, DTCALL_USER, or is asked.
 //

@@ -26,28 +26,40 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type server struct {
 	commandPort, mediaPort, quicPort int
 	certFile                         string
+	der                              []byte // the leaf, for pins
 }
 
 func startServer(t *testing.T) *server {
 	t.Helper()
-	ts := testserver.Start(t, testserver.Config{})
+	return startServerWith(t, testserver.Config{})
+}
+
+func startServerWith(t *testing.T, cfg testserver.Config) *server {
+	t.Helper()
+	ts := testserver.Start(t, cfg)
 	return &server{
 		commandPort: ts.CommandPort, mediaPort: ts.MediaPort, quicPort: ts.QUICPort,
-		certFile: ts.Cert.CertFile,
+		certFile: ts.Cert.CertFile, der: ts.Cert.DER,
 	}
 }
 
 // args is a dtcall command line for user over transport ("tcp", "quic" or
-// "datagram") against s.
+// "datagram") against s, pinned by the certificate file.
 func (s *server) args(transport, user string, rest ...string) []string {
+	return s.argsChecked(transport, user, []string{"--pin", s.certFile}, rest...)
+}
+
+// argsChecked is args with check (--pin or --ca flags) instead of the
+// file pin.
+func (s *server) argsChecked(transport, user string, check []string, rest ...string) []string {
 	a := []string{
 		"--server", "127.0.0.1",
 		"--command-port", strconv.Itoa(s.commandPort),
 		"--media-port", strconv.Itoa(s.mediaPort),
 		"--quic-port", strconv.Itoa(s.quicPort),
-		"--pin", s.certFile,
 		"--user", user,
 	}
+	a = append(a, check...)
 	switch transport {
 	case "tcp":
 		a = append(a, "--transport", "tcp")
@@ -317,7 +329,7 @@ func TestUsage(t *testing.T) {
 		{"datagram over tcp", "pw", append(s.args("tcp", "alice", "login"), "--datagram"), exitUsage, "--datagram needs --transport quic"},
 		{"bad transport", "pw", append(s.args("quic", "alice", "login"), "--transport", "udp"), exitUsage, `"udp": want quic or tcp`},
 		{"no server", "pw", []string{"--pin", "x", "--user", "a", "login"}, exitUsage, "--server is required"},
-		{"no pin", "pw", []string{"--server", "h", "--user", "a", "login"}, exitUsage, "--pin is required"},
+		{"no pin", "pw", []string{"--server", "h", "--user", "a", "login"}, exitUsage, "--pin or --ca is required"},
 		{"play with lookup", "pw", s.args("quic", "alice", "lookup", "bob", "--play", "f"), exitUsage, "--play and --record go with call and answer"},
 		{"missing play file", "pw", s.args("quic", "alice", "call", "bob", "--play", "/nonexistent"), exitUsage, "--play: open /nonexistent"},
 		{"no password", "", s.args("quic", "alice", "login"), exitUsage, "no password: set DTCALL_PASSWORD or run dtcall in a terminal"},

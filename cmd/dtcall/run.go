@@ -41,13 +41,22 @@ type cli struct {
 	args      []string
 }
 
-const usageText = `usage: dtcall --server HOST --pin FILE|sha256:HEX [flags] COMMAND
+const usageText = `usage: dtcall --server HOST (--pin PIN | --ca FILE|system) [flags] COMMAND
 
 commands:
   login              log in and stay online, printing events (Ctrl-C quits)
   lookup NAME        tell whether account NAME exists
   call NAME          call NAME and hold the call until either side hangs up
   answer             wait for a call, accept it and hold it
+
+Checking the server (--pin or --ca, exactly one):
+  --pin FILE           pin the whole certificate, as in FILE (PEM)
+  --pin sha256:HEX     pin the whole certificate by its fingerprint (fingerprint= in dtoperator's log)
+  --pin spki:HEX       pin its public key (spki=): a certificate renewed with the same key still matches
+  --pin sha256/BASE64  the same public-key pin in base64, as HPKP and curl write it (spki_base64=)
+  --ca FILE            verify the certificate against the CAs in FILE (PEM) and the server's name
+                       (--server, or --server-name NAME)
+  --ca system          the same with the system's root CAs
 
 The password comes from DTCALL_PASSWORD or is asked without echo.
 
@@ -89,7 +98,9 @@ func (c *cli) parse(args []string) error {
 	server := fs.String("server", "", "server host name or IP address (required)")
 	transport := fs.String("transport", "quic", "quic or tcp (tcp: the legacy TLS pair)")
 	datagram := fs.Bool("datagram", false, "QUIC: carry media in QUIC datagrams")
-	pin := fs.String("pin", "", "the server certificate: a PEM file, or sha256:HEX as dtoperator logs it (required)")
+	pin := fs.String("pin", "", "pin the server: `PIN` is its certificate file (PEM), or sha256:HEX, spki:HEX or sha256/BASE64 as dtoperator logs them")
+	ca := fs.String("ca", "", "verify the server against the CAs in `FILE` (PEM), or \"system\" for the system's root CAs")
+	fs.StringVar(&c.opts.ServerName, "server-name", "", "--ca: the `NAME` the certificate must cover (default --server)")
 	user := fs.String("user", "", "user name (default $DTCALL_USER, else asked)")
 	fs.IntVar(&c.opts.CommandPort, "command-port", client.DefaultCommandPort, "legacy TCP command port")
 	fs.IntVar(&c.opts.MediaPort, "media-port", client.DefaultMediaPort, "legacy TCP media port")
@@ -121,14 +132,10 @@ func (c *cli) parse(args []string) error {
 		return errors.New("--play and --record go with call and answer")
 	case *server == "":
 		return errors.New("--server is required")
-	case *pin == "":
-		return errors.New("--pin is required: the server's certificate file, or sha256:HEX")
 	}
 	c.opts.Server = *server
-	if strings.HasPrefix(*pin, "sha256:") {
-		c.opts.PinSHA256 = *pin
-	} else {
-		c.opts.PinFile = *pin
+	if err := c.check(*pin, *ca); err != nil {
+		return err
 	}
 	switch {
 	case *transport == "tcp" && *datagram:
@@ -145,6 +152,28 @@ func (c *cli) parse(args []string) error {
 	var err error
 	c.user, err = c.env.userName(*user)
 	return err
+}
+
+// check sets how the server's certificate is checked: --pin (a file, or a
+// fingerprint in one of the forms dtoperator logs) or --ca.
+func (c *cli) check(pin, ca string) error {
+	switch {
+	case pin != "" && ca != "":
+		return errors.New("--pin and --ca exclude each other: pin the server, or verify it with a CA")
+	case pin == "" && ca == "":
+		return errors.New("--pin or --ca is required: the server's certificate file or fingerprint, or a CA file (or system)")
+	case pin != "" && c.opts.ServerName != "":
+		return errors.New("--server-name goes with --ca (a pin checks no name)")
+	case ca == "system":
+		c.opts.SystemRoots = true
+	case ca != "":
+		c.opts.CAFile = ca
+	case strings.HasPrefix(pin, "sha256:"), strings.HasPrefix(pin, "spki:"), strings.HasPrefix(pin, "sha256/"):
+		c.opts.PinSHA256 = pin
+	default:
+		c.opts.PinFile = pin
+	}
+	return nil
 }
 
 // connect dials, logs in and, with media, registers it. On failure it

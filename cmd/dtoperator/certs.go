@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -31,9 +32,10 @@ const (
 
 // ensureCert returns the self-signed certificate and key files in dataDir,
 // generating them (and dataDir) if they are missing, don't parse, don't
-// match or are not RSA. created reports whether new files were written; the
-// certificate's fingerprint (certFingerprint) then changes, and clients
-// that pin it must learn the new one.
+// match or are not RSA. created reports whether new files were written;
+// the key is new too, so both fingerprints (certFingerprint,
+// spkiFingerprint) change, and clients that pin either must learn the new
+// one.
 func ensureCert(dataDir string) (certFile, keyFile string, created bool, err error) {
 	certFile = filepath.Join(dataDir, certName)
 	keyFile = filepath.Join(dataDir, keyName)
@@ -149,24 +151,49 @@ func writeFileAtomic(name string, data []byte, mode os.FileMode) (err error) {
 	return os.Rename(f.Name(), name)
 }
 
-// certFingerprint returns the pin of the first certificate in certFile:
-// "sha256:" and the lower-case hex SHA-256 of its DER encoding.
+// certFingerprint returns the certificate pin of the first certificate in
+// certFile: "sha256:" and the lower-case hex SHA-256 of its DER encoding.
+// Any new certificate changes it, even one renewed with the same key.
 func certFingerprint(certFile string) (string, error) {
+	leaf, err := firstCert(certFile)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// spkiFingerprint returns the public-key pin of the first certificate in
+// certFile, the SHA-256 of its DER SubjectPublicKeyInfo, in both forms
+// clients take: "spki:" and lower-case hex, and "sha256/" and standard
+// base64 (the HPKP and curl --pinnedpubkey form). A certificate renewed
+// with the same key keeps it.
+func spkiFingerprint(certFile string) (hexPin, base64Pin string, err error) {
+	leaf, err := firstCert(certFile)
+	if err != nil {
+		return "", "", err
+	}
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	return "spki:" + hex.EncodeToString(sum[:]), "sha256/" + base64.StdEncoding.EncodeToString(sum[:]), nil
+}
+
+// firstCert parses the first PEM certificate in certFile.
+func firstCert(certFile string) (*x509.Certificate, error) {
 	data, err := os.ReadFile(certFile)
 	if err != nil {
-		return "", fmt.Errorf("read certificate: %w", err)
+		return nil, fmt.Errorf("read certificate: %w", err)
 	}
 	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
 		if block.Type != "CERTIFICATE" {
 			continue
 		}
-		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-			return "", fmt.Errorf("%s: %w", certFile, err)
+		leaf, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", certFile, err)
 		}
-		sum := sha256.Sum256(block.Bytes)
-		return "sha256:" + hex.EncodeToString(sum[:]), nil
+		return leaf, nil
 	}
-	return "", fmt.Errorf("%s: %w", certFile, errNoCert)
+	return nil, fmt.Errorf("%s: %w", certFile, errNoCert)
 }
 
 // errNoCert means a file holds no PEM certificate.

@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -162,4 +168,93 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// spkiFingerprint hashes the certificate's public key: checked here against
+// the key re-encoded from the parsed certificate (no openssl needed), and
+// across a renewal that keeps the key.
+func TestSPKIFingerprint(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile, _, err := ensureCert(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spkiDER, err := x509.MarshalPKIXPublicKey(pair.Leaf.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(spkiDER)
+	wantHex, wantB64 := "spki:"+hex.EncodeToString(sum[:]), "sha256/"+base64.StdEncoding.EncodeToString(sum[:])
+	gotHex, gotB64 := spkiPins(t, certFile)
+	if gotHex != wantHex || gotB64 != wantB64 {
+		t.Errorf("spkiFingerprint = %s, %s; want %s, %s", gotHex, gotB64, wantHex, wantB64)
+	}
+	if len(gotHex) != len("spki:")+64 || len(gotB64) != len("sha256/")+44 {
+		t.Errorf("pins %q, %q: want 64 hex digits and 44 base64 characters", gotHex, gotB64)
+	}
+
+	// A renewal: a new certificate (new serial, new validity) for the same key.
+	tmpl, err := certTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := pair.PrivateKey.(*rsa.PrivateKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := writeFile(t, dir, "renewed.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	if h, b := spkiPins(t, renewed); h != gotHex || b != gotB64 {
+		t.Errorf("renewed certificate's spki = %s, %s; want %s, %s", h, b, gotHex, gotB64)
+	}
+	if fingerprint(t, renewed) == fingerprint(t, certFile) {
+		t.Error("renewed certificate has the old certificate fingerprint")
+	}
+
+	keyOnly := writeFile(t, dir, "keyonly.pem", mustRead(t, keyFile))
+	if _, _, err := spkiFingerprint(keyOnly); !errors.Is(err, errNoCert) {
+		t.Errorf("spki of a key file: %v, want errNoCert", err)
+	}
+	if _, _, err := spkiFingerprint(filepath.Join(dir, "missing.pem")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("spki of a missing file: %v", err)
+	}
+}
+
+// spkiPins returns spkiFingerprint(certFile) or fails.
+func spkiPins(t *testing.T, certFile string) (hexPin, base64Pin string) {
+	t.Helper()
+	h, b, err := spkiFingerprint(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, b
+}
+
+// The start-up line carries all three pins, fingerprint= as before.
+func TestCertificateLogLine(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	certFile, _, err := certificate(Config{Data: t.TempDir()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, b := spkiPins(t, certFile)
+	line := buf.String()
+	for _, want := range []string{
+		`msg="certificate: clients pin one of these"`,
+		" fingerprint=" + fingerprint(t, certFile) + " ",
+		" spki=" + h + " ",
+		` spki_base64="` + b + `" `, // the text handler quotes the padding's '='
+		" new=true",
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line %q lacks %q", line, want)
+		}
+	}
 }

@@ -79,7 +79,12 @@ func certificate(cfg Config, log *slog.Logger) (certFile, keyFile string, err er
 	if err != nil {
 		return "", "", err
 	}
-	log.Info("certificate: clients pin this fingerprint", attrTag, "tls", attrDir, "system",
-		"cert", certFile, "fingerprint", fp, "self_signed", cfg.Public == "", "new", created)
+	spki, spkiBase64, err := spkiFingerprint(certFile)
+	if err != nil {
+		return "", "", err
+	}
+	log.Info("certificate: clients pin one of these", attrTag, "tls", attrDir, "system",
+		"cert", certFile, "fingerprint", fp, "spki", spki, "spki_base64", spkiBase64,
+		"self_signed", cfg.Public == "", "new", created)
 	return certFile, keyFile, nil
 }

@@ -1,6 +1,6 @@
 // Package testserver runs a whole dtcall server in-process for tests: one
 // core with the legacy TLS pair and the QUIC front on 127.0.0.1, with test
-// accounts and a throwaway certificate.
+// accounts and a throwaway certificate (or one of the test's).
 package testserver
 
 import (
@@ -55,6 +55,9 @@ type Config struct {
 	Core   core.Config
 	Legacy tcp.Config // CertFile and KeyFile are filled in
 	QUIC   quic.Config
+	// Cert is the server's certificate and key, for both fronts; zero:
+	// testcert.Write's self-signed one.
+	Cert testcert.Cert
 	// Accounts are served besides Users.
 	Accounts []accounts.Entry
 }
@@ -71,7 +74,10 @@ func Logger() *slog.Logger {
 // calls to end.
 func Start(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	s := &Server{Cert: testcert.Write(t)}
+	s := &Server{Cert: cfg.Cert}
+	if s.Cert.CertFile == "" {
+		s.Cert = testcert.Write(t)
+	}
 	log := Logger()
 	s.Core = core.New(cfg.Core, accounts.NewStore(append(cfg.Accounts, Users...), 0), log)
 	cfg.Legacy.CertFile, cfg.Legacy.KeyFile = s.Cert.CertFile, s.Cert.KeyFile

@@ -38,18 +38,15 @@ type Config struct {
 	File string // the config file that was loaded, "" if none
 }
 
-// LogValue lists the settings for a start-up log line. Config holds no
-// secrets, only paths.
+// LogValue lists the file and every setting, in the order of the settings
+// table, for a start-up log line. Config holds no secrets, only paths.
 func (c Config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("file", c.File), slog.String("listen", c.Listen),
-		slog.Int("command", c.Command), slog.Int("media", c.Media), slog.Int("quic", c.QUIC),
-		slog.String("public", c.Public), slog.String("private", c.Private),
-		slog.String("dhfile", c.DHFile), slog.String("ciphers", c.Ciphers),
-		slog.String("users", c.Users), slog.String("logs", c.Logs),
-		slog.String("data", c.Data), slog.Duration("window", c.Window),
-		slog.Duration("keepalive", c.KeepAlive), slog.Duration("idle", c.Idle),
-	)
+	attrs := make([]slog.Attr, 0, 1+len(settings))
+	attrs = append(attrs, slog.String("file", c.File))
+	for _, s := range settings {
+		attrs = append(attrs, slog.Any(s.key, s.get(&c)))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // demoUsers is the users file served when no users file is configured: the

@@ -12,11 +12,15 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// setting is one configuration key: its flag and how to store its value.
+// setting is one configuration key: its flag, how to store its value and
+// how to read it back.
 type setting struct {
 	key, arg, usage string
 	// set parses v (a string, or a TOML or default value) into c.
 	set func(c *Config, v any) error
+	// get returns the value set stored in c, a comparable value (int,
+	// string, time.Duration) for Config.LogValue.
+	get func(c *Config) any
 }
 
 // settings lists every key, in the order of the usage text.
@@ -27,7 +31,8 @@ var settings = []setting{
 		func(c *Config) *int { return &c.Media }),
 	portSetting("quic", "UDP port of the QUIC front (default: the command port)",
 		func(c *Config) *int { return &c.QUIC }),
-	{"listen", "addr", `address to listen on (default "": all interfaces)`, setListen},
+	{key: "listen", arg: "addr", usage: `address to listen on (default "": all interfaces)`,
+		set: setListen, get: func(c *Config) any { return c.Listen }},
 	stringSetting("public", "file", `TLS certificate, PEM (default "": self-signed, generated in the data folder)`,
 		func(c *Config) *string { return &c.Public }),
 	stringSetting("private", "file", "TLS private key, PEM, RSA (set with --public)",
@@ -71,7 +76,8 @@ func portSetting(key, usage string, field func(*Config) *int) setting {
 		*field(c) = int(n)
 		return nil
 	}
-	return setting{key: key, arg: "port", usage: usage, set: set}
+	get := func(c *Config) any { return *field(c) }
+	return setting{key: key, arg: "port", usage: usage, set: set, get: get}
 }
 
 // stringSetting is a setting holding a string, such as a path.
@@ -84,7 +90,8 @@ func stringSetting(key, arg, usage string, field func(*Config) *string) setting 
 		*field(c) = s
 		return nil
 	}
-	return setting{key: key, arg: arg, usage: usage, set: set}
+	get := func(c *Config) any { return *field(c) }
+	return setting{key: key, arg: arg, usage: usage, set: set, get: get}
 }
 
 // setListen stores an IP address or host name, without brackets or port.
@@ -131,7 +138,8 @@ func durationSetting(key, usage string, field func(*Config) *time.Duration) sett
 		*field(c) = d
 		return nil
 	}
-	return setting{key, "duration", usage, set}
+	get := func(c *Config) any { return *field(c) }
+	return setting{key: key, arg: "duration", usage: usage, set: set, get: get}
 }
 
 // toDuration converts a duration string or a number of seconds.

@@ -49,6 +49,19 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
+// restartNeeded returns the keys, in the order of the settings table, whose
+// values differ between old and next and that a running server cannot apply
+// by reloading: the server must restart for them.
+func restartNeeded(old, next Config) []string {
+	var keys []string
+	for _, s := range settings {
+		if !s.reload && s.get(&old) != s.get(&next) {
+			keys = append(keys, s.key)
+		}
+	}
+	return keys
+}
+
 // demoUsers is the users file served when no users file is configured: the
 // sample accounts of the old distribution, whose passwords are public.
 //

@@ -21,6 +21,15 @@ type setting struct {
 	// get returns the value set stored in c, a comparable value (int,
 	// string, time.Duration) for Config.LogValue.
 	get func(c *Config) any
+	// reload is whether a running server can apply a new value (on
+	// SIGHUP); a change to any other key needs a restart.
+	reload bool
+}
+
+// reloadable returns s marked as applied by a reload.
+func (s setting) reloadable() setting {
+	s.reload = true
+	return s
 }
 
 // settings lists every key, in the order of the usage text.
@@ -34,22 +43,22 @@ var settings = []setting{
 	{key: "listen", arg: "addr", usage: `address to listen on (default "": all interfaces)`,
 		set: setListen, get: func(c *Config) any { return c.Listen }},
 	stringSetting("public", "file", `TLS certificate, PEM (default "": self-signed, generated in the data folder)`,
-		func(c *Config) *string { return &c.Public }),
+		func(c *Config) *string { return &c.Public }).reloadable(),
 	stringSetting("private", "file", "TLS private key, PEM, RSA (set with --public)",
-		func(c *Config) *string { return &c.Private }),
+		func(c *Config) *string { return &c.Private }).reloadable(),
 	stringSetting("dhfile", "file", `DH parameters, PEM, for DHE (default "": OpenSSL's groups)`,
-		func(c *Config) *string { return &c.DHFile }),
+		func(c *Config) *string { return &c.DHFile }).reloadable(),
 	stringSetting("ciphers", "list", `OpenSSL cipher string of the legacy TLS path (default "": built in)`,
-		func(c *Config) *string { return &c.Ciphers }),
+		func(c *Config) *string { return &c.Ciphers }).reloadable(),
 	stringSetting("users", "file", `users file (default "": demo accounts with public passwords)`,
-		func(c *Config) *string { return &c.Users }),
+		func(c *Config) *string { return &c.Users }).reloadable(),
 	stringSetting("logs", "dir", `folder for log files rotated daily (default "": console only)`,
 		func(c *Config) *string { return &c.Logs }),
 	stringSetting("data", "dir", "folder for the generated certificate (default $STATE_DIRECTORY, "+
 		"$XDG_DATA_HOME/dtoperator or ~/.local/share/dtoperator)",
 		func(c *Config) *string { return &c.Data }),
 	durationSetting("window", `replay guard: accepted clock difference, e.g. "5m", "90s" or seconds (default 5m)`,
-		func(c *Config) *time.Duration { return &c.Window }),
+		func(c *Config) *time.Duration { return &c.Window }).reloadable(),
 	durationSetting("keepalive", "QUIC keep-alive period for idle connections (default 15s)",
 		func(c *Config) *time.Duration { return &c.KeepAlive }),
 	durationSetting("idle", "QUIC idle timeout: close a connection silent this long (default 60s)",

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -114,5 +115,60 @@ func TestConfigLogValue(t *testing.T) {
 		if !found {
 			t.Errorf("LogValue lacks %v: %v", want, attrs)
 		}
+	}
+}
+
+// TestReloadableKeys pins which keys a reload applies; every other key,
+// including any new one, needs a restart.
+func TestReloadableKeys(t *testing.T) {
+	t.Parallel()
+	var got []string
+	for _, s := range settings {
+		if s.reload {
+			got = append(got, s.key)
+		}
+	}
+	want := []string{"public", "private", "dhfile", "ciphers", "users", "window"}
+	if !slices.Equal(got, want) {
+		t.Errorf("reloadable keys %q, want %q", got, want)
+	}
+}
+
+func TestRestartNeeded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	base, _, err := loadConfig(nil, testEnv(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		edit func(c *Config)
+		want []string
+	}{
+		{"same", func(c *Config) {}, nil},
+		{"reloadable only", func(c *Config) {
+			c.Users, c.Public, c.Private, c.DHFile, c.Ciphers = "u", "p", "k", "d", "c"
+			c.Window = time.Hour
+		}, nil},
+		{"file only", func(c *Config) { c.File = "other.conf" }, nil},
+		{"one port", func(c *Config) { c.Media = 2 }, []string{"media"}},
+		{"table order", func(c *Config) {
+			c.Idle, c.Listen, c.Command, c.Users = time.Second, "::1", 1, "u"
+		}, []string{"command", "listen", "idle"}},
+		{"all restart keys", func(c *Config) {
+			c.Command, c.Media, c.QUIC, c.Listen = 1, 2, 3, "::1"
+			c.Logs, c.Data, c.KeepAlive, c.Idle = "l", "d", time.Second, time.Second
+		}, []string{"command", "media", "quic", "listen", "logs", "data", "keepalive", "idle"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := base
+			tt.edit(&next)
+			if got := restartNeeded(base, next); !slices.Equal(got, tt.want) {
+				t.Errorf("restartNeeded = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 // environment variables and command-line flags.
 type Config struct {
 	Listen  string        // "listen": address to bind; "" = all interfaces
+	Metrics string        // "metrics": "host:port" of the metrics listener; "" = off
 	Command int           // "command": legacy TLS command port (TCP)
 	Media   int           // "media": legacy TLS media port (TCP)
 	QUIC    int           // "quic": UDP port of the QUIC front; defaults to Command

@@ -178,6 +178,15 @@ func TestLoadConfigExamples(t *testing.T) {
 			if c != want {
 				t.Errorf("config = %+v\nwant %+v", c, want)
 			}
+			text, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range settings {
+				if !bytes.Contains(text, []byte("\n"+s.key+" =")) {
+					t.Errorf("%s lacks key %q", name, s.key)
+				}
+			}
 		})
 	}
 }
@@ -211,6 +220,18 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: `dtoperator.conf: line 1: key "window": "-5m" is not a positive duration`},
 		{name: "legacy bad listen", file: "dtoperator.conf", content: "listen = 0.0.0.0:1991\n",
 			want: `dtoperator.conf: line 1: key "listen": "0.0.0.0:1991" is not an IP address or host name (ports are set by command, media and quic)`},
+		{name: "legacy metrics without port", file: "dtoperator.conf", content: "metrics = 127.0.0.1\n",
+			want: `dtoperator.conf: line 1: key "metrics": "127.0.0.1" is not a host:port address, such as "127.0.0.1:9464" or ":9464"`},
+		{name: "legacy metrics bad host", file: "dtoperator.conf", content: "metrics = a_b:9464\n",
+			want: `dtoperator.conf: line 1: key "metrics": "a_b:9464" is not a host:port address`},
+		{name: "legacy metrics port range", file: "dtoperator.conf", content: "metrics = :65536\n",
+			want: `dtoperator.conf: line 1: key "metrics": ":65536": port "65536" is not a port number (1-65535)`},
+		{name: "toml metrics not string", file: "dtoperator.toml", content: "metrics = 9464\n",
+			want: `dtoperator.toml: line 1: key "metrics": 9464 is not a string`},
+		{name: "env metrics named port", env: []string{"DTOPERATOR_METRICS=localhost:http"},
+			want: `DTOPERATOR_METRICS: "localhost:http": port "http" is not a port number (1-65535)`},
+		{name: "flag metrics zero port", args: []string{"--metrics", "[::1]:0"},
+			want: `--metrics: "[::1]:0": port "0" is not a port number (1-65535)`},
 		{name: "toml bad port", file: "dtoperator.toml", content: "# c\ncommand = 70000\n",
 			want: `dtoperator.toml: line 2: key "command": 70000 is not a port number (1-65535)`},
 		{name: "toml port string", file: "dtoperator.toml", content: "media = \"x\"\n",
@@ -266,6 +287,37 @@ func TestLoadConfigErrors(t *testing.T) {
 			_, _, err := loadConfig(args, env)
 			if err == nil || !strings.HasPrefix(err.Error(), want) {
 				t.Fatalf("error = %v\nwant %s", err, want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigMetrics(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	toml := writeFile(t, dir, "dtoperator.toml", "metrics = \"127.0.0.1:9464\"\n")
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"default off", nil, nil, ""},
+		{"toml", []string{"-c", toml}, nil, "127.0.0.1:9464"},
+		{"all interfaces", []string{"--metrics", ":9464"}, nil, ":9464"},
+		{"ipv6", []string{"--metrics=[::1]:9464"}, nil, "[::1]:9464"},
+		{"host name from env", nil, []string{"DTOPERATOR_METRICS=localhost:9100"}, "localhost:9100"},
+		{"flag turns it off", []string{"-c", toml, "--metrics", ""}, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := loadConfig(tt.args, testEnv(dir, tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Metrics != tt.want {
+				t.Errorf("Metrics = %q, want %q", c.Metrics, tt.want)
 			}
 		})
 	}

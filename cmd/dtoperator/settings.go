@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -42,6 +43,9 @@ var settings = []setting{
 		func(c *Config) *int { return &c.QUIC }),
 	{key: "listen", arg: "addr", usage: `address to listen on (default "": all interfaces)`,
 		set: setListen, get: func(c *Config) any { return c.Listen }},
+	{key: "metrics", arg: "host:port", usage: `address of the metrics listener, e.g. "127.0.0.1:9464" ` +
+		`or ":9464" (default "": off)`,
+		set: setMetrics, get: func(c *Config) any { return c.Metrics }},
 	stringSetting("public", "file", `TLS certificate, PEM (default "": self-signed, generated in the data folder)`,
 		func(c *Config) *string { return &c.Public }).reloadable(),
 	stringSetting("private", "file", "TLS private key, PEM, RSA (set with --public)",
@@ -115,6 +119,29 @@ func setListen(c *Config, v any) error {
 			"(ports are set by command, media and quic)", show(v))
 	}
 	c.Listen = host
+	return nil
+}
+
+// setMetrics stores a listen address "host:port" whose host is empty, an IP
+// address (in brackets for IPv6) or a host name, and whose port is a number
+// 1..65535; or "", which turns metrics off.
+func setMetrics(c *Config, v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("%s is not a string", show(v))
+	}
+	if s != "" {
+		host, port, err := net.SplitHostPort(s)
+		n, isNum := toInt(port)
+		_, ipErr := netip.ParseAddr(host)
+		switch {
+		case err != nil || host != "" && ipErr != nil && !validHostName(host):
+			return fmt.Errorf(`%s is not a host:port address, such as "127.0.0.1:9464" or ":9464"`, show(v))
+		case !isNum || n < 1 || n > 65535:
+			return fmt.Errorf("%s: port %q is not a port number (1-65535)", show(v), port)
+		}
+	}
+	c.Metrics = s
 	return nil
 }
 

@@ -11,12 +11,13 @@ import (
 // sampleValues holds, for each kind of setting (its arg), a valid value
 // that differs from the zero value.
 var sampleValues = map[string]string{
-	"port":     "1234",
-	"addr":     "::1",
-	"file":     "some.pem",
-	"dir":      "/some/dir",
-	"list":     "A:B",
-	"duration": "7s",
+	"port":      "1234",
+	"addr":      "::1",
+	"file":      "some.pem",
+	"dir":       "/some/dir",
+	"list":      "A:B",
+	"duration":  "7s",
+	"host:port": "127.0.0.1:9464",
 }
 
 // TestSettingsCoverConfig checks that each setting stores into one field of
@@ -157,9 +158,9 @@ func TestRestartNeeded(t *testing.T) {
 			c.Idle, c.Listen, c.Command, c.Users = time.Second, "::1", 1, "u"
 		}, []string{"command", "listen", "idle"}},
 		{"all restart keys", func(c *Config) {
-			c.Command, c.Media, c.QUIC, c.Listen = 1, 2, 3, "::1"
+			c.Command, c.Media, c.QUIC, c.Listen, c.Metrics = 1, 2, 3, "::1", ":1"
 			c.Logs, c.Data, c.KeepAlive, c.Idle = "l", "d", time.Second, time.Second
-		}, []string{"command", "media", "quic", "listen", "logs", "data", "keepalive", "idle"}},
+		}, []string{"command", "media", "quic", "listen", "metrics", "logs", "data", "keepalive", "idle"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,19 +18,20 @@ import (
 // precedence first: built-in defaults, the config file, DTOPERATOR_*
 // environment variables and command-line flags.
 type Config struct {
-	Listen  string        // "listen": address to bind; "" = all interfaces
-	Metrics string        // "metrics": "host:port" of the metrics listener; "" = off
-	Command int           // "command": legacy TLS command port (TCP)
-	Media   int           // "media": legacy TLS media port (TCP)
-	QUIC    int           // "quic": UDP port of the QUIC front; defaults to Command
-	Public  string        // "public": PEM certificate; "" = self-signed in Data
-	Private string        // "private": PEM private key, set iff Public is
-	DHFile  string        // "dhfile": DH parameters for DHE; "" = OpenSSL's groups
-	Ciphers string        // "ciphers": OpenSSL cipher string; "" = built-in default
-	Users   string        // "users": users file; "" = built-in demo accounts
-	Logs    string        // "logs": log folder; "" = console only
-	Data    string        // "data": folder for the generated certificate
-	Window  time.Duration // "window": replay guard's timestamp window
+	Listen   string        // "listen": address to bind; "" = all interfaces
+	Metrics  string        // "metrics": "host:port" of the metrics listener; "" = off
+	Command  int           // "command": legacy TLS command port (TCP)
+	Media    int           // "media": legacy TLS media port (TCP)
+	QUIC     int           // "quic": UDP port of the QUIC front; defaults to Command
+	Public   string        // "public": PEM certificate; "" = self-signed in Data
+	Private  string        // "private": PEM private key, set iff Public is
+	DHFile   string        // "dhfile": DH parameters for DHE; "" = OpenSSL's groups
+	Ciphers  string        // "ciphers": OpenSSL cipher string; "" = built-in default
+	Users    string        // "users": users file; "" = built-in demo accounts
+	Logs     string        // "logs": log folder; "" = console only
+	LogLevel slog.Level    // "log_level": least severe records logged; default info
+	Data     string        // "data": folder for the generated certificate
+	Window   time.Duration // "window": replay guard's timestamp window
 	// "keepalive": how often the QUIC front pings an idle connection, so that
 	// mobile NATs (which drop idle UDP mappings after ~30 s) keep it.
 	KeepAlive time.Duration

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -232,6 +233,14 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: `DTOPERATOR_METRICS: "localhost:http": port "http" is not a port number (1-65535)`},
 		{name: "flag metrics zero port", args: []string{"--metrics", "[::1]:0"},
 			want: `--metrics: "[::1]:0": port "0" is not a port number (1-65535)`},
+		{name: "legacy bad log level", file: "dtoperator.conf", content: "log_level = verbose\n",
+			want: `dtoperator.conf: line 1: key "log_level": "verbose" is not a log level (debug, info, warn or error)`},
+		{name: "toml log level not string", file: "dtoperator.toml", content: "log_level = -4\n",
+			want: `dtoperator.toml: line 1: key "log_level": -4 is not a log level (debug, info, warn or error)`},
+		{name: "env log level", env: []string{"DTOPERATOR_LOG_LEVEL=warning"},
+			want: `DTOPERATOR_LOG_LEVEL: "warning" is not a log level (debug, info, warn or error)`},
+		{name: "flag log level", args: []string{"--log_level="},
+			want: `--log_level: "" is not a log level (debug, info, warn or error)`},
 		{name: "toml bad port", file: "dtoperator.toml", content: "# c\ncommand = 70000\n",
 			want: `dtoperator.toml: line 2: key "command": 70000 is not a port number (1-65535)`},
 		{name: "toml port string", file: "dtoperator.toml", content: "media = \"x\"\n",
@@ -318,6 +327,37 @@ func TestLoadConfigMetrics(t *testing.T) {
 			}
 			if c.Metrics != tt.want {
 				t.Errorf("Metrics = %q, want %q", c.Metrics, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigLogLevel(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	legacy := writeFile(t, dir, "dtoperator.conf", "log_level = Debug\n")
+	toml := writeFile(t, dir, "dtoperator.toml", "log_level = \"error\"\n")
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want slog.Level
+	}{
+		{"default", nil, nil, slog.LevelInfo},
+		{"legacy, any case", []string{"-c", legacy}, nil, slog.LevelDebug},
+		{"toml", []string{"-c", toml}, nil, slog.LevelError},
+		{"env", []string{"-c", legacy}, []string{"DTOPERATOR_LOG_LEVEL=WARN"}, slog.LevelWarn},
+		{"flag", []string{"--log_level", "info"}, []string{"DTOPERATOR_LOG_LEVEL=warn"}, slog.LevelInfo},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := loadConfig(tt.args, testEnv(dir, tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.LogLevel != tt.want {
+				t.Errorf("LogLevel = %v, want %v", c.LogLevel, tt.want)
 			}
 		})
 	}

@@ -34,6 +34,7 @@ func newLoader(envs map[string]string) *loader {
 		"window":    "5m",
 		"keepalive": "15s",
 		"idle":      "60s",
+		"log_level": "info",
 		"data":      defaultDataDir(envs),
 	}
 	// Loading a map from memory can't fail.

@@ -38,7 +38,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "dtoperator:", err)
 		return 2
 	}
-	log, closeLog, err := newLogger(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())), cfg.Logs, slog.LevelInfo)
+	log, closeLog, err := newLogger(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())), cfg.Logs, cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dtoperator: logs:", err)
 		return 2

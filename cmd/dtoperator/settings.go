@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -58,6 +59,8 @@ var settings = []setting{
 		func(c *Config) *string { return &c.Users }).reloadable(),
 	stringSetting("logs", "dir", `folder for log files rotated daily (default "": console only)`,
 		func(c *Config) *string { return &c.Logs }),
+	{key: "log_level", arg: "level", usage: "least severe log records written: debug, info, warn or error (default info)",
+		set: setLogLevel, get: func(c *Config) any { return c.LogLevel }, reload: true},
 	stringSetting("data", "dir", "folder for the generated certificate (default $STATE_DIRECTORY, "+
 		"$XDG_DATA_HOME/dtoperator or ~/.local/share/dtoperator)",
 		func(c *Config) *string { return &c.Data }),
@@ -142,6 +145,22 @@ func setMetrics(c *Config, v any) error {
 		}
 	}
 	c.Metrics = s
+	return nil
+}
+
+// logLevels are the values of "log_level".
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+}
+
+// setLogLevel stores a log level named in any case.
+func setLogLevel(c *Config, v any) error {
+	s, ok := v.(string)
+	level, known := logLevels[strings.ToLower(s)]
+	if !ok || !known {
+		return fmt.Errorf("%s is not a log level (debug, info, warn or error)", show(v))
+	}
+	c.LogLevel = level
 	return nil
 }
 

@@ -18,6 +18,7 @@ var sampleValues = map[string]string{
 	"list":      "A:B",
 	"duration":  "7s",
 	"host:port": "127.0.0.1:9464",
+	"level":     "debug",
 }
 
 // TestSettingsCoverConfig checks that each setting stores into one field of
@@ -129,7 +130,7 @@ func TestReloadableKeys(t *testing.T) {
 			got = append(got, s.key)
 		}
 	}
-	want := []string{"public", "private", "dhfile", "ciphers", "users", "window"}
+	want := []string{"public", "private", "dhfile", "ciphers", "users", "log_level", "window"}
 	if !slices.Equal(got, want) {
 		t.Errorf("reloadable keys %q, want %q", got, want)
 	}
@@ -150,7 +151,7 @@ func TestRestartNeeded(t *testing.T) {
 		{"same", func(c *Config) {}, nil},
 		{"reloadable only", func(c *Config) {
 			c.Users, c.Public, c.Private, c.DHFile, c.Ciphers = "u", "p", "k", "d", "c"
-			c.Window = time.Hour
+			c.Window, c.LogLevel = time.Hour, slog.LevelDebug
 		}, nil},
 		{"file only", func(c *Config) { c.File = "other.conf" }, nil},
 		{"one port", func(c *Config) { c.Media = 2 }, []string{"media"}},

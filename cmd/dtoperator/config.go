@@ -32,6 +32,9 @@ type Config struct {
 	LogLevel slog.Level    // "log_level": least severe records logged; default info
 	Data     string        // "data": folder for the generated certificate
 	Window   time.Duration // "window": replay guard's timestamp window
+	// "drain": on SIGTERM or SIGINT, how long calls in progress may go on
+	// (lame-duck mode) before the server closes them.
+	Drain time.Duration
 	// "keepalive": how often the QUIC front pings an idle connection, so that
 	// mobile NATs (which drop idle UDP mappings after ~30 s) keep it.
 	KeepAlive time.Duration

@@ -89,7 +89,8 @@ func TestLoadConfigStrings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Listen: "::1", Command: 1991, Media: 2014, QUIC: 1991, Ciphers: "A:B",
-		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: conf}
+		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, Drain: 15 * time.Minute,
+		KeepAlive: 15 * time.Second, Idle: time.Minute, File: conf}
 	if c != want {
 		t.Errorf("config = %+v\nwant %+v", c, want)
 	}
@@ -175,7 +176,8 @@ func TestLoadConfigExamples(t *testing.T) {
 			}
 			want := Config{Command: 1991, Media: 2014, QUIC: 1991, Public: f, Private: f, DHFile: f,
 				Ciphers: "DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", Users: f,
-				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: path}
+				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute,
+				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: path}
 			if c != want {
 				t.Errorf("config = %+v\nwant %+v", c, want)
 			}
@@ -241,6 +243,10 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: `DTOPERATOR_LOG_LEVEL: "warning" is not a log level (debug, info, warn or error)`},
 		{name: "flag log level", args: []string{"--log_level="},
 			want: `--log_level: "" is not a log level (debug, info, warn or error)`},
+		{name: "legacy zero drain", file: "dtoperator.conf", content: "drain = 0s\n",
+			want: `dtoperator.conf: line 1: key "drain": "0s" is not a positive duration`},
+		{name: "env bad drain", env: []string{"DTOPERATOR_DRAIN=15 min"},
+			want: `DTOPERATOR_DRAIN: "15 min" is not a duration ("5m", "90s") or a number of seconds`},
 		{name: "toml bad port", file: "dtoperator.toml", content: "# c\ncommand = 70000\n",
 			want: `dtoperator.toml: line 2: key "command": 70000 is not a port number (1-65535)`},
 		{name: "toml port string", file: "dtoperator.toml", content: "media = \"x\"\n",
@@ -358,6 +364,35 @@ func TestLoadConfigLogLevel(t *testing.T) {
 			}
 			if c.LogLevel != tt.want {
 				t.Errorf("LogLevel = %v, want %v", c.LogLevel, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigDrain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	toml := writeFile(t, dir, "dtoperator.toml", "drain = 120\n")
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want time.Duration
+	}{
+		{"default", nil, nil, 15 * time.Minute},
+		{"toml seconds", []string{"-c", toml}, nil, 2 * time.Minute},
+		{"env", []string{"-c", toml}, []string{"DTOPERATOR_DRAIN=1h30m"}, 90 * time.Minute},
+		{"flag", []string{"--drain", "30s"}, []string{"DTOPERATOR_DRAIN=1h"}, 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := loadConfig(tt.args, testEnv(dir, tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Drain != tt.want {
+				t.Errorf("Drain = %v, want %v", c.Drain, tt.want)
 			}
 		})
 	}

@@ -32,6 +32,7 @@ func newLoader(envs map[string]string) *loader {
 		"command":   1991,
 		"media":     2014,
 		"window":    "5m",
+		"drain":     "15m",
 		"keepalive": "15s",
 		"idle":      "60s",
 		"log_level": "info",

@@ -66,6 +66,8 @@ var settings = []setting{
 		func(c *Config) *string { return &c.Data }),
 	durationSetting("window", `replay guard: accepted clock difference, e.g. "5m", "90s" or seconds (default 5m)`,
 		func(c *Config) *time.Duration { return &c.Window }).reloadable(),
+	durationSetting("drain", "on SIGTERM or SIGINT, how long calls in progress may go on before they are cut (default 15m)",
+		func(c *Config) *time.Duration { return &c.Drain }).reloadable(),
 	durationSetting("keepalive", "QUIC keep-alive period for idle connections (default 15s)",
 		func(c *Config) *time.Duration { return &c.KeepAlive }),
 	durationSetting("idle", "QUIC idle timeout: close a connection silent this long (default 60s)",

@@ -130,7 +130,7 @@ func TestReloadableKeys(t *testing.T) {
 			got = append(got, s.key)
 		}
 	}
-	want := []string{"public", "private", "dhfile", "ciphers", "users", "log_level", "window"}
+	want := []string{"public", "private", "dhfile", "ciphers", "users", "log_level", "window", "drain"}
 	if !slices.Equal(got, want) {
 		t.Errorf("reloadable keys %q, want %q", got, want)
 	}
@@ -151,7 +151,7 @@ func TestRestartNeeded(t *testing.T) {
 		{"same", func(c *Config) {}, nil},
 		{"reloadable only", func(c *Config) {
 			c.Users, c.Public, c.Private, c.DHFile, c.Ciphers = "u", "p", "k", "d", "c"
-			c.Window, c.LogLevel = time.Hour, slog.LevelDebug
+			c.Window, c.LogLevel, c.Drain = time.Hour, slog.LevelDebug, time.Second
 		}, nil},
 		{"file only", func(c *Config) { c.File = "other.conf" }, nil},
 		{"one port", func(c *Config) { c.Media = 2 }, []string{"media"}},

@@ -18,20 +18,28 @@ import (
 // precedence first: built-in defaults, the config file, DTOPERATOR_*
 // environment variables and command-line flags.
 type Config struct {
-	Listen   string        // "listen": address to bind; "" = all interfaces
-	Metrics  string        // "metrics": "host:port" of the metrics listener; "" = off
-	Command  int           // "command": legacy TLS command port (TCP)
-	Media    int           // "media": legacy TLS media port (TCP)
-	QUIC     int           // "quic": UDP port of the QUIC front; defaults to Command
-	Public   string        // "public": PEM certificate; "" = self-signed in Data
-	Private  string        // "private": PEM private key, set iff Public is
-	DHFile   string        // "dhfile": DH parameters for DHE; "" = OpenSSL's groups
-	Ciphers  string        // "ciphers": OpenSSL cipher string; "" = built-in default
-	Users    string        // "users": users file; "" = built-in demo accounts
-	Logs     string        // "logs": log folder; "" = console only
-	LogLevel slog.Level    // "log_level": least severe records logged; default info
-	Data     string        // "data": folder for the generated certificate
-	Window   time.Duration // "window": replay guard's timestamp window
+	Listen  string // "listen": address to bind; "" = all interfaces
+	Metrics string // "metrics": "host:port" of the metrics listener; "" = off
+	Command int    // "command": legacy TLS command port (TCP)
+	Media   int    // "media": legacy TLS media port (TCP)
+	QUIC    int    // "quic": UDP port of the QUIC front; defaults to Command
+
+	Public  string // "public": PEM certificate; "" = self-signed in Data
+	Private string // "private": PEM private key, set iff Public is
+	// "modern_public", "modern_private": PEM certificate and key, set both
+	// or neither, for QUIC and for crypto/tls clients (TLS 1.3, ECDHE) on
+	// the legacy ports, such as an ECDSA one; "" = Public and Private. The
+	// DHE engine always uses Public and Private (RSA).
+	ModernPublic, ModernPrivate string
+
+	DHFile   string     // "dhfile": DH parameters for DHE; "" = OpenSSL's groups
+	Ciphers  string     // "ciphers": OpenSSL cipher string; "" = built-in default
+	Users    string     // "users": users file; "" = built-in demo accounts
+	Logs     string     // "logs": log folder; "" = console only
+	LogLevel slog.Level // "log_level": least severe records logged; default info
+	Data     string     // "data": folder for the generated certificate
+
+	Window time.Duration // "window": replay guard's timestamp window
 	// "drain": on SIGTERM or SIGINT, how long calls in progress may go on
 	// (lame-duck mode) before the server closes them.
 	Drain time.Duration
@@ -40,6 +48,7 @@ type Config struct {
 	KeepAlive time.Duration
 	// "idle": a QUIC connection that hears nothing for this long is closed.
 	Idle time.Duration
+
 	File string // the config file that was loaded, "" if none
 }
 

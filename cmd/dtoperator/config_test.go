@@ -281,6 +281,15 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: `--public: open ` + dir + `/nope.pem: no such file or directory`},
 		{name: "private unreadable", file: "dtoperator.conf", content: "public = " + file + "\nprivate = " + dir + "/nope\n",
 			want: `dtoperator.conf: line 2: key "private": open ` + dir + `/nope: no such file or directory`},
+		{name: "modern_public alone", file: "dtoperator.conf", content: "modern_public = " + file + "\n",
+			want: `dtoperator.conf: line 1: key "modern_public": set without "modern_private"; set both or neither`},
+		{name: "modern_private alone", env: []string{"DTOPERATOR_MODERN_PRIVATE=" + file},
+			want: `DTOPERATOR_MODERN_PRIVATE: set without "modern_public"; set both or neither`},
+		{name: "modern_public unreadable", args: []string{"--modern_public", dir + "/nope.pem", "--modern_private", file},
+			want: `--modern_public: open ` + dir + `/nope.pem: no such file or directory`},
+		{name: "modern_private unreadable", file: "dtoperator.toml",
+			content: "modern_public = \"" + file + "\"\nmodern_private = \"" + dir + "\"\n",
+			want:    `dtoperator.toml: line 2: key "modern_private": read ` + dir + `: is a directory`},
 		{name: "dhfile unreadable", file: "dtoperator.conf", content: "dhfile = " + dir + "/nope\n",
 			want: `dtoperator.conf: line 1: key "dhfile": open ` + dir + `/nope: no such file or directory`},
 		{name: "users is a folder", env: []string{"DTOPERATOR_USERS=" + dir},
@@ -393,6 +402,41 @@ func TestLoadConfigDrain(t *testing.T) {
 			}
 			if c.Drain != tt.want {
 				t.Errorf("Drain = %v, want %v", c.Drain, tt.want)
+			}
+		})
+	}
+}
+
+// TestLoadConfigModernCert checks that the modern certificate pair is set
+// apart from the public one, which may stay self-signed.
+func TestLoadConfigModernCert(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rsaCert, rsaKey := writeFile(t, dir, "rsa.pem", "x"), writeFile(t, dir, "rsa.key", "x")
+	ecCert, ecKey := writeFile(t, dir, "ec.pem", "x"), writeFile(t, dir, "ec.key", "x")
+	conf := writeFile(t, dir, "dtoperator.conf", "public = "+rsaCert+"\nprivate = "+rsaKey+
+		"\nmodern_public = "+ecCert+"\nmodern_private = "+ecKey+"\n")
+	tests := []struct {
+		name                string
+		args, env           []string
+		public, modern, key string
+	}{
+		{"neither", nil, nil, "", "", ""},
+		{"both pairs", []string{"-c", conf}, nil, rsaCert, ecCert, ecKey},
+		{"modern only, public self-signed", []string{"--modern_public", ecCert},
+			[]string{"DTOPERATOR_MODERN_PRIVATE=" + ecKey}, "", ecCert, ecKey},
+		{"flags clear the modern pair", []string{"-c", conf, "--modern_public=", "--modern_private="}, nil, rsaCert, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := loadConfig(tt.args, testEnv(dir, tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Public != tt.public || c.ModernPublic != tt.modern || c.ModernPrivate != tt.key {
+				t.Errorf("public %q, modern_public %q, modern_private %q; want %q, %q, %q",
+					c.Public, c.ModernPublic, c.ModernPrivate, tt.public, tt.modern, tt.key)
 			}
 		})
 	}

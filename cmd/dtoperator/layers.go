@@ -225,20 +225,29 @@ func (l *loader) config() (Config, error) {
 	return c, nil
 }
 
-// check validates what no single setting can: the certificate pair, the
+// check validates what no single setting can: the certificate pairs, the
 // files to read and the data folder.
 func (l *loader) check(c Config) error {
-	switch {
-	case c.Public != "" && c.Private == "":
-		return fmt.Errorf(`%s: set without "private"; set both or neither`, l.sources["public"])
-	case c.Private != "" && c.Public == "":
-		return fmt.Errorf(`%s: set without "public"; set both or neither`, l.sources["private"])
-	case c.Public == "" && c.Data == "":
+	pairs := []struct{ cert, key, certPath, keyPath string }{
+		{"public", "private", c.Public, c.Private},
+		{"modern_public", "modern_private", c.ModernPublic, c.ModernPrivate},
+	}
+	for _, p := range pairs {
+		switch {
+		case p.certPath != "" && p.keyPath == "":
+			return fmt.Errorf(`%s: set without %q; set both or neither`, l.sources[p.cert], p.key)
+		case p.keyPath != "" && p.certPath == "":
+			return fmt.Errorf(`%s: set without %q; set both or neither`, l.sources[p.key], p.cert)
+		}
+	}
+	if c.Public == "" && c.Data == "" {
 		return errors.New(`no folder for the generated certificate: set "data" ` +
 			`(--data, DTOPERATOR_DATA) or HOME, or set "public" and "private"`)
 	}
 	files := []struct{ key, path string }{
-		{"public", c.Public}, {"private", c.Private}, {"dhfile", c.DHFile}, {"users", c.Users},
+		{"public", c.Public}, {"private", c.Private},
+		{"modern_public", c.ModernPublic}, {"modern_private", c.ModernPrivate},
+		{"dhfile", c.DHFile}, {"users", c.Users},
 	}
 	for _, f := range files {
 		if f.path == "" {

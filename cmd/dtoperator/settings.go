@@ -51,6 +51,11 @@ var settings = []setting{
 		func(c *Config) *string { return &c.Public }).reloadable(),
 	stringSetting("private", "file", "TLS private key, PEM, RSA (set with --public)",
 		func(c *Config) *string { return &c.Private }).reloadable(),
+	stringSetting("modern_public", "file", "TLS certificate, PEM, any key type, for QUIC and for TLS 1.3 and ECDHE "+
+		`clients on the legacy ports (default "": the public certificate)`,
+		func(c *Config) *string { return &c.ModernPublic }).reloadable(),
+	stringSetting("modern_private", "file", "TLS private key, PEM, of modern_public (set with --modern_public)",
+		func(c *Config) *string { return &c.ModernPrivate }).reloadable(),
 	stringSetting("dhfile", "file", `DH parameters, PEM, for DHE (default "": OpenSSL's groups)`,
 		func(c *Config) *string { return &c.DHFile }).reloadable(),
 	stringSetting("ciphers", "list", `OpenSSL cipher string of the legacy TLS path (default "": built in)`,

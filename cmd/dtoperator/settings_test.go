@@ -130,7 +130,8 @@ func TestReloadableKeys(t *testing.T) {
 			got = append(got, s.key)
 		}
 	}
-	want := []string{"public", "private", "dhfile", "ciphers", "users", "log_level", "window", "drain"}
+	want := []string{"public", "private", "modern_public", "modern_private", "dhfile", "ciphers",
+		"users", "log_level", "window", "drain"}
 	if !slices.Equal(got, want) {
 		t.Errorf("reloadable keys %q, want %q", got, want)
 	}
@@ -151,6 +152,7 @@ func TestRestartNeeded(t *testing.T) {
 		{"same", func(c *Config) {}, nil},
 		{"reloadable only", func(c *Config) {
 			c.Users, c.Public, c.Private, c.DHFile, c.Ciphers = "u", "p", "k", "d", "c"
+			c.ModernPublic, c.ModernPrivate = "mp", "mk"
 			c.Window, c.LogLevel, c.Drain = time.Hour, slog.LevelDebug, time.Second
 		}, nil},
 		{"file only", func(c *Config) { c.File = "other.conf" }, nil},

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dtcall/dtcall/accounts"
 	"github.com/spf13/pflag"
 )
 
@@ -130,13 +131,18 @@ func loadConfigTo(w io.Writer, args, environ []string) (Config, []string, error)
 	return cfg, append(l.warnings, cfg.warnings()...), nil
 }
 
-// warnings returns what an operator should hear about a valid config.
+// warnings returns what an operator should hear about a valid config: demo
+// accounts, or a users file without accounts. A users file that does not
+// parse is not reported here; loading the accounts fails with the error.
 func (c Config) warnings() []string {
-	if c.Users != "" {
-		return nil
+	if c.Users == "" {
+		return []string{"DEMO ACCOUNTS: no users file, so righthand, libprohibited and zapper log in " +
+			"with their publicly known passwords; set users (--users, DTOPERATOR_USERS) for real accounts"}
 	}
-	return []string{"DEMO ACCOUNTS: no users file, so righthand, libprohibited and zapper log in " +
-		"with their publicly known passwords; set users (--users, DTOPERATOR_USERS) for real accounts"}
+	if entries, err := accounts.LoadFile(c.Users); err == nil && len(entries) == 0 {
+		return []string{fmt.Sprintf("users file %s has no accounts: nobody can log in", c.Users)}
+	}
+	return nil
 }
 
 // envMap turns an environment list into a map; later entries win.

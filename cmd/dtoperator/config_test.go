@@ -448,6 +448,9 @@ func TestLoadConfigWarnings(t *testing.T) {
 	users := writeFile(t, dir, "users", string(demoUsers))
 	conf := writeFile(t, dir, "dtoperator.conf", "command = 1991\n# comment\n\nfoo = bar\nusers = "+users+"\n")
 	toml := writeFile(t, dir, "dtoperator.toml", "command = 1991\nfoo = 1\n[extra]\nkey = 2\n")
+	empty := writeFile(t, dir, "empty.users", "")
+	comments := writeFile(t, dir, "comments.users", "# no one yet\n\n")
+	broken := writeFile(t, dir, "broken.users", "alice notahash\n")
 	tests := []struct {
 		name string
 		args []string
@@ -460,6 +463,11 @@ func TestLoadConfigWarnings(t *testing.T) {
 		{"env", []string{"--users", users}, []string{"DTOPERATOR_PORT=1"}, []string{`DTOPERATOR_PORT: unknown setting ignored`}},
 		{"demo users", nil, nil, []string{"DEMO ACCOUNTS: no users file, so righthand, libprohibited and zapper log in " +
 			"with their publicly known passwords; set users (--users, DTOPERATOR_USERS) for real accounts"}},
+		{"empty users file", []string{"--users", empty}, nil, []string{
+			"users file " + empty + " has no accounts: nobody can log in"}},
+		{"users file of comments", nil, []string{"DTOPERATOR_USERS=" + comments}, []string{
+			"users file " + comments + " has no accounts: nobody can log in"}},
+		{"broken users file is no warning", []string{"--users", broken}, nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

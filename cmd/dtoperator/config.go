@@ -97,12 +97,13 @@ const (
 // the program name) and the environment (as os.Environ returns it). It
 // returns warnings to log, such as unknown keys, or one error that names the
 // file and line, variable or flag at fault. On -h it prints usage to stdout
-// and returns errHelp.
+// and returns errHelp; on --version it prints the version to stdout and
+// returns errVersion.
 func loadConfig(args, environ []string) (Config, []string, error) {
 	return loadConfigTo(os.Stdout, args, environ)
 }
 
-// loadConfigTo is loadConfig printing the usage text to w.
+// loadConfigTo is loadConfig printing the usage text or version to w.
 func loadConfigTo(w io.Writer, args, environ []string) (Config, []string, error) {
 	fs := newFlagSet()
 	if err := fs.Parse(args); err != nil {
@@ -110,6 +111,10 @@ func loadConfigTo(w io.Writer, args, environ []string) (Config, []string, error)
 			printUsage(w, fs)
 		}
 		return Config{}, nil, err
+	}
+	if fs.Changed("version") {
+		fmt.Fprintln(w, versionLine(buildInfo()))
+		return Config{}, nil, errVersion
 	}
 	if fs.NArg() > 0 {
 		return Config{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))

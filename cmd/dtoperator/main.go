@@ -33,7 +33,7 @@ func run(args []string) int {
 		return runUser(args[1:], userIO{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, terminal: stdinIsTerminal()})
 	}
 	cfg, warnings, err := loadConfig(args, os.Environ())
-	if errors.Is(err, errHelp) {
+	if errors.Is(err, errHelp) || errors.Is(err, errVersion) {
 		return 0
 	}
 	if err != nil {

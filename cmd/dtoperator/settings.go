@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -245,7 +246,7 @@ func show(v any) string {
 	return fmt.Sprint(v)
 }
 
-// newFlagSet defines -c/--config and one flag per setting. It prints
+// newFlagSet defines -c/--config, one flag per setting and --version. It prints
 // nothing itself: loadConfig reports errors and prints the usage text.
 func newFlagSet() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("dtoperator", pflag.ContinueOnError)
@@ -257,6 +258,12 @@ func newFlagSet() *pflag.FlagSet {
 	for _, s := range settings {
 		fs.Var(&flagValue{arg: s.arg}, s.key, s.usage)
 	}
+	fs.BoolFunc("version", "print the version and exit", func(v string) error {
+		if v != "true" {
+			return errors.New("takes no value")
+		}
+		return nil
+	})
 	return fs
 }
 

@@ -491,7 +491,9 @@ func TestLoadConfigHelp(t *testing.T) {
 		if !errors.Is(err, errHelp) {
 			t.Errorf("%s: error = %v, want errHelp", arg, err)
 		}
-		for _, want := range []string{"Usage:", "--config file", "--window duration", "DTOPERATOR_KEY"} {
+		for _, want := range []string{"Usage:", "--config file", "--window duration", "DTOPERATOR_KEY",
+			"dtoperator --version", "--version  ", "dtoperator user add NAME", "dtoperator user passwd NAME",
+			"dtoperator user remove NAME", "dtoperator user list --users FILE", "dtoperator user --help"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%s: usage lacks %q:\n%s", arg, want, out.String())
 			}

@@ -286,8 +286,12 @@ func (v *flagValue) Type() string { return v.arg }
 func printUsage(w io.Writer, fs *pflag.FlagSet) {
 	fmt.Fprint(w, `Usage:
   dtoperator [flags]                   run the call server
-  dtoperator user add NAME [--users FILE] [--cost default|legacy]
-                                       hash a password for the users file
+  dtoperator --version                 print the version and exit
+`)
+	for _, v := range userVerbs {
+		fmt.Fprintf(w, "  dtoperator user %s %s\n%39s%s\n", v.name, v.args, "", v.summary)
+	}
+	fmt.Fprint(w, `  dtoperator user --help               more about the user commands
 
 Flags:
 `)

@@ -21,8 +21,9 @@ type setting struct {
 	key, arg, usage string
 	// set parses v (a string, or a TOML or default value) into c.
 	set func(c *Config, v any) error
-	// get returns the value set stored in c, a comparable value (int,
-	// string, time.Duration) for Config.LogValue.
+	// get returns the value set stored in c, for Config.LogValue and
+	// restartNeeded; it must be comparable (int, string, time.Duration,
+	// slog.Level).
 	get func(c *Config) any
 	// reload is whether a running server can apply a new value (on
 	// SIGHUP); a change to any other key needs a restart.

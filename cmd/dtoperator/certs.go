@@ -122,35 +122,6 @@ func certTemplate() (*x509.Certificate, error) {
 	return tmpl, nil
 }
 
-// writeFileAtomic writes data to a temporary file next to name with the
-// given mode and renames it over name, so readers see the old file or the
-// complete new one.
-func writeFileAtomic(name string, data []byte, mode os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
-}
-
 // certFingerprint returns the certificate pin of the first certificate in
 // certFile: "sha256:" and the lower-case hex SHA-256 of its DER encoding.
 // Any new certificate changes it, even one renewed with the same key.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -88,7 +89,8 @@ func TestLoadConfigStrings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Listen: "::1", Command: 1991, Media: 2014, QUIC: 1991, Ciphers: "A:B",
-		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: conf}
+		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, Drain: 15 * time.Minute,
+		KeepAlive: 15 * time.Second, Idle: time.Minute, File: conf}
 	if c != want {
 		t.Errorf("config = %+v\nwant %+v", c, want)
 	}
@@ -174,9 +176,19 @@ func TestLoadConfigExamples(t *testing.T) {
 			}
 			want := Config{Command: 1991, Media: 2014, QUIC: 1991, Public: f, Private: f, DHFile: f,
 				Ciphers: "DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", Users: f,
-				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: path}
+				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute,
+				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: path}
 			if c != want {
 				t.Errorf("config = %+v\nwant %+v", c, want)
+			}
+			text, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range settings {
+				if !bytes.Contains(text, []byte("\n"+s.key+" =")) {
+					t.Errorf("%s lacks key %q", name, s.key)
+				}
 			}
 		})
 	}
@@ -211,6 +223,30 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: `dtoperator.conf: line 1: key "window": "-5m" is not a positive duration`},
 		{name: "legacy bad listen", file: "dtoperator.conf", content: "listen = 0.0.0.0:1991\n",
 			want: `dtoperator.conf: line 1: key "listen": "0.0.0.0:1991" is not an IP address or host name (ports are set by command, media and quic)`},
+		{name: "legacy metrics without port", file: "dtoperator.conf", content: "metrics = 127.0.0.1\n",
+			want: `dtoperator.conf: line 1: key "metrics": "127.0.0.1" is not a host:port address, such as "127.0.0.1:9464" or ":9464"`},
+		{name: "legacy metrics bad host", file: "dtoperator.conf", content: "metrics = a_b:9464\n",
+			want: `dtoperator.conf: line 1: key "metrics": "a_b:9464" is not a host:port address`},
+		{name: "legacy metrics port range", file: "dtoperator.conf", content: "metrics = :65536\n",
+			want: `dtoperator.conf: line 1: key "metrics": ":65536": port "65536" is not a port number (1-65535)`},
+		{name: "toml metrics not string", file: "dtoperator.toml", content: "metrics = 9464\n",
+			want: `dtoperator.toml: line 1: key "metrics": 9464 is not a string`},
+		{name: "env metrics named port", env: []string{"DTOPERATOR_METRICS=localhost:http"},
+			want: `DTOPERATOR_METRICS: "localhost:http": port "http" is not a port number (1-65535)`},
+		{name: "flag metrics zero port", args: []string{"--metrics", "[::1]:0"},
+			want: `--metrics: "[::1]:0": port "0" is not a port number (1-65535)`},
+		{name: "legacy bad log level", file: "dtoperator.conf", content: "log_level = verbose\n",
+			want: `dtoperator.conf: line 1: key "log_level": "verbose" is not a log level (debug, info, warn or error)`},
+		{name: "toml log level not string", file: "dtoperator.toml", content: "log_level = -4\n",
+			want: `dtoperator.toml: line 1: key "log_level": -4 is not a log level (debug, info, warn or error)`},
+		{name: "env log level", env: []string{"DTOPERATOR_LOG_LEVEL=warning"},
+			want: `DTOPERATOR_LOG_LEVEL: "warning" is not a log level (debug, info, warn or error)`},
+		{name: "flag log level", args: []string{"--log_level="},
+			want: `--log_level: "" is not a log level (debug, info, warn or error)`},
+		{name: "legacy zero drain", file: "dtoperator.conf", content: "drain = 0s\n",
+			want: `dtoperator.conf: line 1: key "drain": "0s" is not a positive duration`},
+		{name: "env bad drain", env: []string{"DTOPERATOR_DRAIN=15 min"},
+			want: `DTOPERATOR_DRAIN: "15 min" is not a duration ("5m", "90s") or a number of seconds`},
 		{name: "toml bad port", file: "dtoperator.toml", content: "# c\ncommand = 70000\n",
 			want: `dtoperator.toml: line 2: key "command": 70000 is not a port number (1-65535)`},
 		{name: "toml port string", file: "dtoperator.toml", content: "media = \"x\"\n",
@@ -245,6 +281,15 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: `--public: open ` + dir + `/nope.pem: no such file or directory`},
 		{name: "private unreadable", file: "dtoperator.conf", content: "public = " + file + "\nprivate = " + dir + "/nope\n",
 			want: `dtoperator.conf: line 2: key "private": open ` + dir + `/nope: no such file or directory`},
+		{name: "modern_public alone", file: "dtoperator.conf", content: "modern_public = " + file + "\n",
+			want: `dtoperator.conf: line 1: key "modern_public": set without "modern_private"; set both or neither`},
+		{name: "modern_private alone", env: []string{"DTOPERATOR_MODERN_PRIVATE=" + file},
+			want: `DTOPERATOR_MODERN_PRIVATE: set without "modern_public"; set both or neither`},
+		{name: "modern_public unreadable", args: []string{"--modern_public", dir + "/nope.pem", "--modern_private", file},
+			want: `--modern_public: open ` + dir + `/nope.pem: no such file or directory`},
+		{name: "modern_private unreadable", file: "dtoperator.toml",
+			content: "modern_public = \"" + file + "\"\nmodern_private = \"" + dir + "\"\n",
+			want:    `dtoperator.toml: line 2: key "modern_private": read ` + dir + `: is a directory`},
 		{name: "dhfile unreadable", file: "dtoperator.conf", content: "dhfile = " + dir + "/nope\n",
 			want: `dtoperator.conf: line 1: key "dhfile": open ` + dir + `/nope: no such file or directory`},
 		{name: "users is a folder", env: []string{"DTOPERATOR_USERS=" + dir},
@@ -271,12 +316,141 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 }
 
+func TestLoadConfigMetrics(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	toml := writeFile(t, dir, "dtoperator.toml", "metrics = \"127.0.0.1:9464\"\n")
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"default off", nil, nil, ""},
+		{"toml", []string{"-c", toml}, nil, "127.0.0.1:9464"},
+		{"all interfaces", []string{"--metrics", ":9464"}, nil, ":9464"},
+		{"ipv6", []string{"--metrics=[::1]:9464"}, nil, "[::1]:9464"},
+		{"host name from env", nil, []string{"DTOPERATOR_METRICS=localhost:9100"}, "localhost:9100"},
+		{"flag turns it off", []string{"-c", toml, "--metrics", ""}, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := loadConfig(tt.args, testEnv(dir, tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Metrics != tt.want {
+				t.Errorf("Metrics = %q, want %q", c.Metrics, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigLogLevel(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	legacy := writeFile(t, dir, "dtoperator.conf", "log_level = Debug\n")
+	toml := writeFile(t, dir, "dtoperator.toml", "log_level = \"error\"\n")
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want slog.Level
+	}{
+		{"default", nil, nil, slog.LevelInfo},
+		{"legacy, any case", []string{"-c", legacy}, nil, slog.LevelDebug},
+		{"toml", []string{"-c", toml}, nil, slog.LevelError},
+		{"env", []string{"-c", legacy}, []string{"DTOPERATOR_LOG_LEVEL=WARN"}, slog.LevelWarn},
+		{"flag", []string{"--log_level", "info"}, []string{"DTOPERATOR_LOG_LEVEL=warn"}, slog.LevelInfo},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := loadConfig(tt.args, testEnv(dir, tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.LogLevel != tt.want {
+				t.Errorf("LogLevel = %v, want %v", c.LogLevel, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigDrain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	toml := writeFile(t, dir, "dtoperator.toml", "drain = 120\n")
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want time.Duration
+	}{
+		{"default", nil, nil, 15 * time.Minute},
+		{"toml seconds", []string{"-c", toml}, nil, 2 * time.Minute},
+		{"env", []string{"-c", toml}, []string{"DTOPERATOR_DRAIN=1h30m"}, 90 * time.Minute},
+		{"flag", []string{"--drain", "30s"}, []string{"DTOPERATOR_DRAIN=1h"}, 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := loadConfig(tt.args, testEnv(dir, tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Drain != tt.want {
+				t.Errorf("Drain = %v, want %v", c.Drain, tt.want)
+			}
+		})
+	}
+}
+
+// TestLoadConfigModernCert checks that the modern certificate pair is set
+// apart from the public one, which may stay self-signed.
+func TestLoadConfigModernCert(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rsaCert, rsaKey := writeFile(t, dir, "rsa.pem", "x"), writeFile(t, dir, "rsa.key", "x")
+	ecCert, ecKey := writeFile(t, dir, "ec.pem", "x"), writeFile(t, dir, "ec.key", "x")
+	conf := writeFile(t, dir, "dtoperator.conf", "public = "+rsaCert+"\nprivate = "+rsaKey+
+		"\nmodern_public = "+ecCert+"\nmodern_private = "+ecKey+"\n")
+	tests := []struct {
+		name                string
+		args, env           []string
+		public, modern, key string
+	}{
+		{"neither", nil, nil, "", "", ""},
+		{"both pairs", []string{"-c", conf}, nil, rsaCert, ecCert, ecKey},
+		{"modern only, public self-signed", []string{"--modern_public", ecCert},
+			[]string{"DTOPERATOR_MODERN_PRIVATE=" + ecKey}, "", ecCert, ecKey},
+		{"flags clear the modern pair", []string{"-c", conf, "--modern_public=", "--modern_private="}, nil, rsaCert, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := loadConfig(tt.args, testEnv(dir, tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Public != tt.public || c.ModernPublic != tt.modern || c.ModernPrivate != tt.key {
+				t.Errorf("public %q, modern_public %q, modern_private %q; want %q, %q, %q",
+					c.Public, c.ModernPublic, c.ModernPrivate, tt.public, tt.modern, tt.key)
+			}
+		})
+	}
+}
+
 func TestLoadConfigWarnings(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	users := writeFile(t, dir, "users", string(demoUsers))
 	conf := writeFile(t, dir, "dtoperator.conf", "command = 1991\n# comment\n\nfoo = bar\nusers = "+users+"\n")
 	toml := writeFile(t, dir, "dtoperator.toml", "command = 1991\nfoo = 1\n[extra]\nkey = 2\n")
+	empty := writeFile(t, dir, "empty.users", "")
+	comments := writeFile(t, dir, "comments.users", "# no one yet\n\n")
+	broken := writeFile(t, dir, "broken.users", "alice notahash\n")
 	tests := []struct {
 		name string
 		args []string
@@ -289,6 +463,11 @@ func TestLoadConfigWarnings(t *testing.T) {
 		{"env", []string{"--users", users}, []string{"DTOPERATOR_PORT=1"}, []string{`DTOPERATOR_PORT: unknown setting ignored`}},
 		{"demo users", nil, nil, []string{"DEMO ACCOUNTS: no users file, so righthand, libprohibited and zapper log in " +
 			"with their publicly known passwords; set users (--users, DTOPERATOR_USERS) for real accounts"}},
+		{"empty users file", []string{"--users", empty}, nil, []string{
+			"users file " + empty + " has no accounts: nobody can log in"}},
+		{"users file of comments", nil, []string{"DTOPERATOR_USERS=" + comments}, []string{
+			"users file " + comments + " has no accounts: nobody can log in"}},
+		{"broken users file is no warning", []string{"--users", broken}, nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -312,7 +491,9 @@ func TestLoadConfigHelp(t *testing.T) {
 		if !errors.Is(err, errHelp) {
 			t.Errorf("%s: error = %v, want errHelp", arg, err)
 		}
-		for _, want := range []string{"Usage:", "--config file", "--window duration", "DTOPERATOR_KEY"} {
+		for _, want := range []string{"Usage:", "--config file", "--window duration", "DTOPERATOR_KEY",
+			"dtoperator --version", "--version  ", "dtoperator user add NAME", "dtoperator user passwd NAME",
+			"dtoperator user remove NAME", "dtoperator user list --users FILE", "dtoperator user --help"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%s: usage lacks %q:\n%s", arg, want, out.String())
 			}

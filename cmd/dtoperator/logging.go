@@ -48,10 +48,11 @@ const (
 
 // newLogger returns a logger writing to console through tint (coloured if
 // consoleIsTerminal) and, if logsDir is not "", also as plain text lines to
-// logsDir/dtoperator.log, which is rotated every 24 hours. It creates
-// logsDir if needed. The caller must Close the returned Closer at exit to
-// flush and close the file; the logger is safe for concurrent use.
-func newLogger(console io.Writer, consoleIsTerminal bool, logsDir string, level slog.Level) (*slog.Logger, io.Closer, error) {
+// logsDir/dtoperator.log, which is rotated every 24 hours. Both drop records
+// below level, which may be a *slog.LevelVar to change it while running. It
+// creates logsDir if needed. The caller must Close the returned Closer at
+// exit to flush and close the file; the logger is safe for concurrent use.
+func newLogger(console io.Writer, consoleIsTerminal bool, logsDir string, level slog.Leveler) (*slog.Logger, io.Closer, error) {
 	consoleHandler := tint.NewHandler(console, &tint.Options{
 		Level:       level,
 		ReplaceAttr: redactSecrets,

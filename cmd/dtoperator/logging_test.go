@@ -11,7 +11,7 @@ import (
 
 // newTestLogger returns a logger writing to a buffer and a log folder, and
 // a function that closes it and returns the console and file output.
-func newTestLogger(t *testing.T, terminal bool, level slog.Level) (*slog.Logger, func() (console, file string)) {
+func newTestLogger(t *testing.T, terminal bool, level slog.Leveler) (*slog.Logger, func() (console, file string)) {
 	t.Helper()
 	var console bytes.Buffer
 	dir := filepath.Join(t.TempDir(), "logs")
@@ -95,6 +95,24 @@ func TestLoggerRedactsPasswords(t *testing.T) {
 		}
 		if !strings.Contains(out, "user=righthand") {
 			t.Errorf("%s output lost a normal attribute:\n%s", name, out)
+		}
+	}
+}
+
+// TestLoggerLevelVar checks that both outputs follow a level changed while
+// the logger runs, as a reload of log_level does.
+func TestLoggerLevelVar(t *testing.T) {
+	t.Parallel()
+	var level slog.LevelVar
+	level.Set(slog.LevelWarn)
+	log, done := newTestLogger(t, false, &level)
+	log.Info("dropped at warn")
+	level.Set(slog.LevelDebug)
+	log.Debug("kept at debug")
+	console, file := done()
+	for name, out := range map[string]string{"console": console, "file": file} {
+		if strings.Contains(out, "dropped at warn") || !strings.Contains(out, "kept at debug") {
+			t.Errorf("%s output does not follow the level:\n%s", name, out)
 		}
 	}
 }

@@ -3,6 +3,8 @@
 //
 //	dtoperator [-c dtoperator.conf] [--flags]   run the server
 //	dtoperator user add NAME [--users FILE]     make a users-file line
+//	dtoperator user passwd|remove NAME --users FILE
+//	dtoperator user list --users FILE           names and hash parameters
 //
 // With no arguments it runs on the default ports with the demo accounts and
 // a self-signed certificate kept in its data folder.
@@ -27,18 +29,18 @@ func main() { os.Exit(run(os.Args[1:])) }
 
 // run is the whole program; it returns the exit status.
 func run(args []string) int {
-	if len(args) >= 2 && args[0] == "user" && args[1] == "add" {
-		return runUserAdd(args[2:], os.Stdin, os.Stdout, os.Stderr, stdinIsTerminal())
+	if len(args) > 0 && args[0] == "user" {
+		return runUser(args[1:], userIO{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, terminal: stdinIsTerminal()})
 	}
 	cfg, warnings, err := loadConfig(args, os.Environ())
-	if errors.Is(err, errHelp) {
+	if errors.Is(err, errHelp) || errors.Is(err, errVersion) {
 		return 0
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dtoperator:", err)
 		return 2
 	}
-	log, closeLog, err := newLogger(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())), cfg.Logs, slog.LevelInfo)
+	log, closeLog, err := newLogger(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())), cfg.Logs, cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dtoperator: logs:", err)
 		return 2

@@ -5,28 +5,45 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/dtcall/dtcall/accounts"
 )
 
-// userAddResult is what one run of "user add" produced.
-type userAddResult struct {
+// userResult is what one run of a user command produced.
+type userResult struct {
 	code           int
 	stdout, stderr string
 }
 
-// runTestUserAdd runs "dtoperator user add" with args and stdin.
-func runTestUserAdd(t *testing.T, stdin string, args ...string) userAddResult {
+// runTestUser runs "dtoperator user" with args and stdin (not a terminal).
+// It fails the test if the output shows the password "s3cret" or a hash,
+// except for the line "user add" prints without --users.
+func runTestUser(t *testing.T, stdin string, args ...string) userResult {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := runUserAdd(args, strings.NewReader(stdin), &stdout, &stderr, false)
-	r := userAddResult{code, stdout.String(), stderr.String()}
+	code := runUser(args, userIO{stdin: strings.NewReader(stdin), stdout: &stdout, stderr: &stderr})
+	r := userResult{code, stdout.String(), stderr.String()}
 	if strings.Contains(r.stdout+r.stderr, "s3cret") {
 		t.Errorf("output contains the password: %+v", r)
 	}
+	printsLine := len(args) > 0 && args[0] == "add" && !slices.Contains(args, "--users") && code == exitOK
+	if hashPattern.MatchString(r.stderr) || !printsLine && hashPattern.MatchString(r.stdout) {
+		t.Errorf("output contains a hash: %+v", r)
+	}
 	return r
+}
+
+// hashPattern matches the start of a libscrypt MCF hash.
+var hashPattern = regexp.MustCompile(`\$s1\$[0-9a-f]{6}\$`)
+
+// runTestUserAdd runs "dtoperator user add" with args and stdin.
+func runTestUserAdd(t *testing.T, stdin string, args ...string) userResult {
+	t.Helper()
+	return runTestUser(t, stdin, append([]string{"add"}, args...)...)
 }
 
 // checkHashLine checks that line is "name hash" with a hash of password
@@ -95,7 +112,7 @@ func TestUserAddRefusals(t *testing.T) {
 		code        int
 		want        string
 	}{
-		{"existing name", "s3cret\n", []string{"zapper", "--users", users}, exitError, `line 12: user "zapper" already exists`},
+		{"existing name", "s3cret\n", []string{"zapper", "--users", users}, exitError, `users file ` + users + `: line 12: user "zapper" already exists`},
 		{"broken file", "s3cret\n", []string{"bob", "--users", broken}, exitError, "users file " + broken + ": line 1"},
 		{"empty password", "\n", []string{"bob"}, exitError, "empty password refused"},
 		{"no input", "", []string{"bob"}, exitError, "empty password refused"},
@@ -131,7 +148,7 @@ func TestUserAddHelp(t *testing.T) {
 
 func TestUserAddCostLegacy(t *testing.T) {
 	t.Parallel()
-	opts, err := parseUserAdd([]string{"--cost=legacy", "bob"}, &bytes.Buffer{})
+	opts, err := parseUserArgs(userVerbs[0], []string{"--cost=legacy", "bob"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,13 +22,13 @@ import (
 //     lostAfter. A server process that dies closes its sockets at once.
 
 // ErrLostServer is the Err of a Client that heard nothing from its server
-// for 2 s during a call: the server or the path to it is gone. Events is
+// for 1.5 s during a call: the server or the path to it is gone. Events is
 // closed; the call is over.
 var ErrLostServer = errors.New("lost the server")
 
 const (
-	lostAfter   = 2 * time.Second        // silence during a call that means the server is gone
-	watchPeriod = 250 * time.Millisecond // how often the watch looks (and, over TCP, sends "D")
+	lostAfter   = 1500 * time.Millisecond // silence during a call that means the server is gone
+	watchPeriod = 250 * time.Millisecond  // how often the watch looks (and, over TCP, sends "D")
 )
 
 // callWatch is the client's view of whether a call is up, and when it last

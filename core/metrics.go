@@ -4,6 +4,8 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/dtcall/dtcall/transport"
 )
 
 // DropReason says why a media chunk was not delivered.
@@ -133,6 +135,25 @@ type metrics struct {
 	callsEnded      [numEndReasons]atomic.Int64
 	logins          [numLoginResults]atomic.Int64
 	loginCheck      histogram
+	frontSessions   [numFronts]atomic.Int64 // logged-in sessions by front
+}
+
+// fronts are the fronts whose sessions are counted apart; a channel that
+// names no front (tests) counts as the last.
+var fronts = [...]string{transport.FrontTCP, transport.FrontQUIC, "other"}
+
+const numFronts = len(fronts)
+
+// frontOf is the index in fronts of c's front.
+func frontOf(c transport.Conn) int {
+	if f, ok := c.(transport.Fronted); ok {
+		for i, name := range fronts[:numFronts-1] {
+			if f.Front() == name {
+				return i
+			}
+		}
+	}
+	return numFronts - 1
 }
 
 // Stats is a snapshot of the core's counters, for metrics publishing.
@@ -155,6 +176,7 @@ type Stats struct {
 	CallsEnded      map[string]int64 // answered calls ended, by EndReason
 	Logins          map[string]int64 // login commands by LoginResult
 	LoginCheck      Histogram        // time of each password check, seconds
+	FrontSessions   map[string]int64 // logged-in sessions now, by front
 }
 
 // Stats returns a snapshot of the core's counters.
@@ -192,6 +214,10 @@ func (s *Server) Stats() Stats {
 		st.Logins[r.String()] = m.logins[r].Load()
 	}
 	st.LoginCheck = m.loginCheck.snapshot()
+	st.FrontSessions = make(map[string]int64, numFronts)
+	for i, name := range fronts {
+		st.FrontSessions[name] = m.frontSessions[i].Load()
+	}
 	return st
 }
 

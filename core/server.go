@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtcall/dtcall/transport"
@@ -95,6 +96,7 @@ type Server struct {
 	log      *slog.Logger
 	accounts Accounts
 	metrics  metrics
+	window   atomic.Int64 // Config.Window in seconds; SetWindow changes it
 
 	// mu guards everything below and the call state of every Session. No
 	// I/O happens under it: replies are queued, never written.
@@ -113,12 +115,22 @@ var ErrClosed = errors.New("server shutting down")
 // New returns a core serving the given accounts.
 func New(cfg Config, accounts Accounts, log *slog.Logger) *Server {
 	cfg.setDefaults()
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		log:      log,
 		accounts: accounts,
 		sessions: make(map[wire.SessionID]*Session),
 		conns:    make(map[transport.Conn]*commandConn),
+	}
+	s.SetWindow(cfg.Window)
+	return s
+}
+
+// SetWindow changes the replay window (Config.Window) for the commands and
+// registrations that follow; a reload calls it.
+func (s *Server) SetWindow(d time.Duration) {
+	if d > 0 {
+		s.window.Store(int64(d / time.Second))
 	}
 }
 
@@ -128,7 +140,7 @@ func (s *Server) now() int64 { return s.cfg.Now().Unix() }
 // fresh reports whether a client timestamp is within the replay window.
 func (s *Server) fresh(ts int64) bool {
 	d := s.now() - ts
-	w := int64(s.cfg.Window / time.Second)
+	w := s.window.Load()
 	return d >= -w && d <= w
 }
 

@@ -11,10 +11,11 @@ import (
 // Session is one logged-in user: a command connection and, once registered,
 // a media endpoint.
 type Session struct {
-	id   wire.SessionID
-	user string
-	cmd  *commandConn
-	log  *slog.Logger
+	id    wire.SessionID
+	user  string
+	cmd   *commandConn
+	log   *slog.Logger
+	front int // index in fronts, for the per-front count
 
 	// Guarded by Server.mu.
 	call      *call
@@ -51,9 +52,10 @@ func (s *Session) send(msg []byte) { s.cmd.send(msg) }
 // login reply queued to c.
 func (s *Server) startSessionLocked(c *commandConn, user string) *Session {
 	sess := &Session{
-		id:   s.newSessionIDLocked(),
-		user: user,
-		cmd:  c,
+		id:    s.newSessionIDLocked(),
+		user:  user,
+		cmd:   c,
+		front: frontOf(c.conn),
 	}
 	sess.log = c.log.With("user", user, "sess", sess.id)
 	if oldID, ok := s.cfg.Directory.Register(user, sess.id); ok {
@@ -65,6 +67,7 @@ func (s *Server) startSessionLocked(c *commandConn, user string) *Session {
 	}
 	s.sessions[sess.id] = sess
 	s.metrics.sessions.Add(1)
+	s.metrics.frontSessions[sess.front].Add(1)
 	sess.send(wire.Reply(s.now(), wire.KindResp, wire.SubLogin, sess.id.String()))
 	return sess
 }
@@ -90,4 +93,5 @@ func (s *Server) endSessionLocked(sess *Session) {
 	s.cfg.Directory.Unregister(sess.user, sess.id)
 	delete(s.sessions, sess.id)
 	s.metrics.sessions.Add(-1)
+	s.metrics.frontSessions[sess.front].Add(-1)
 }

@@ -100,6 +100,18 @@ type Prober interface {
 	Probe() error
 }
 
+// Fronted is implemented by channels that name the front they came
+// through, for the core's per-front counts.
+type Fronted interface {
+	Front() string // FrontTCP or FrontQUIC
+}
+
+// Front names, as metrics label them.
+const (
+	FrontTCP  = "tcp"
+	FrontQUIC = "quic"
+)
+
 // ProbeInterval is how often the core probes a Prober during a call.
 const ProbeInterval = 250 * time.Millisecond
 

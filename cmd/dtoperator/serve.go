@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dtcall/dtcall/accounts"
@@ -15,78 +18,162 @@ import (
 	"github.com/dtcall/dtcall/transport/tcp"
 )
 
-// drainTimeout is how long a shutdown lets calls in progress end.
-const drainTimeout = 10 * time.Second
+// server is a running dtoperator: its parts, and what a reload needs.
+type server struct {
+	args, environ []string // the command line and environment, to reload the config
+	log           *slog.Logger
+	level         *slog.LevelVar
+	cfg           Config // the last good configuration; owned by serve
 
-// serve runs the server until ctx ends, then shuts down in order: stop
-// accepting, let calls drain, close the rest, wait for every goroutine.
-// Everything that can fail is set up before anything is served.
-func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	store   *accounts.Store
+	calls   *core.Server
+	legacy  *tcp.Server
+	modern  *quic.Server
+	admin   *adminServer // nil without "metrics"
+	reloads reloadCounts
+	ready   atomic.Bool // both fronts accept and the server is not draining
+}
+
+// serve runs the server until SIGTERM or SIGINT arrives on sigs, reloading
+// on SIGHUP; then it drains (see drain) and returns. Everything that can
+// fail is set up before anything is served.
+func serve(sigs <-chan os.Signal, s *server) error {
+	cfg, log := s.cfg, s.log
 	log.Info("starting dtoperator", "config", cfg, attrTag, "system", attrDir, "system")
 	users, err := loadUsers(cfg, log)
 	if err != nil {
 		return err
 	}
-	certFile, keyFile, err := certificate(cfg, log)
+	certs, err := certificates(cfg, log)
 	if err != nil {
 		return err
 	}
-	store := accounts.NewStore(users, 0)
-	calls := core.New(core.Config{Window: cfg.Window}, store, log)
-	legacy, err := tcp.New(tcp.Config{
-		CertFile: certFile, KeyFile: keyFile,
-		DHParamsFile: cfg.DHFile, Ciphers: cfg.Ciphers,
-	}, calls, log)
-	if err != nil {
+	s.store = accounts.NewStore(users, 0)
+	s.calls = core.New(core.Config{Window: cfg.Window}, s.store, log)
+	if s.legacy, err = tcp.New(certs.legacy(cfg), s.calls, log); err != nil {
 		return err
 	}
-	defer legacy.Close()
-	modern, err := quic.New(quic.Config{
-		CertFile: certFile, KeyFile: keyFile,
+	defer s.legacy.Close()
+	if s.modern, err = quic.New(quic.Config{
+		CertFile: certs.modernCert, KeyFile: certs.modernKey,
 		KeepAlive: cfg.KeepAlive, IdleTimeout: cfg.Idle,
-	}, calls, log)
-	if err != nil {
+	}, s.calls, log); err != nil {
 		return err
 	}
-	defer modern.Close()
+	defer s.modern.Close()
+	if cfg.Metrics != "" {
+		m := &metricsCollector{core: s.calls, legacy: s.legacy, modern: s.modern, store: s.store, reloads: &s.reloads}
+		if s.admin, err = startAdmin(cfg.Metrics, newRegistry(m), s.readiness, log); err != nil {
+			return err
+		}
+		defer s.admin.close()
+	}
 	cmdLn, mediaLn, udp, err := listenAll(cfg)
 	if err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { legacy.ServeCommand(cmdLn) })
-	wg.Go(func() { legacy.ServeMedia(mediaLn) })
-	wg.Go(func() { modern.Serve(udp) })
-	log.Info("dtoperator ready", attrTag, "system", attrDir, "system",
+	fronts := []struct {
+		name  string
+		serve func() error
+	}{
+		{"legacy command port", func() error { return s.legacy.ServeCommand(cmdLn) }},
+		{"legacy media port", func() error { return s.legacy.ServeMedia(mediaLn) }},
+		{"QUIC port", func() error { return s.modern.Serve(udp) }},
+	}
+	for _, f := range fronts {
+		wg.Go(func() {
+			if err := f.serve(); err != nil {
+				log.Error(f.name+" stopped", attrTag, "system", attrDir, "error", "err", err)
+			}
+		})
+	}
+	s.ready.Store(true)
+	ready := []any{attrTag, "system", attrDir, "system",
 		"command", cmdLn.Addr().String(), "media", mediaLn.Addr().String(),
-		"quic", udp.LocalAddr().String(), "users", store.Len(), "dhe", legacy.DHEAvailable())
+		"quic", udp.LocalAddr().String(), "users", s.store.Len(), "dhe", s.legacy.DHEAvailable()}
+	if s.admin != nil {
+		ready = append(ready, "metrics", s.admin.addr())
+	}
+	log.Info("dtoperator ready", ready...)
 
-	reportStats(ctx, log, calls, modern)
-	log.Info("shutting down: no new connections; letting calls end", attrTag, "system", attrDir, "system", "within", drainTimeout)
-	legacy.CloseListeners()
-	modern.CloseListeners()
-	drain, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	calls.Shutdown(drain)
-	cancel()
-	legacy.Close()
-	modern.Close()
+	stopStats := make(chan struct{})
+	wg.Go(func() { reportStats(stopStats, log, s.calls, s.modern) })
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			s.reload()
+			continue
+		}
+		log.Info("shutting down on "+sig.String(), attrTag, "system", attrDir, "system")
+		break
+	}
+	close(stopStats)
+	s.drain(sigs)
 	wg.Wait()
 	log.Info("dtoperator stopped", attrTag, "system", attrDir, "system")
 	return nil
+}
+
+// readiness is /readyz's answer.
+func (s *server) readiness() (bool, string) {
+	switch {
+	case s.calls.Draining():
+		return false, "draining"
+	case !s.ready.Load():
+		return false, "starting"
+	}
+	return true, "ready"
+}
+
+// drain is the lame-duck shutdown: /readyz turns 503 and the listeners
+// close (new connections are refused); sessions not in a call close at
+// once; calls in progress go on until they end or the "drain" time runs
+// out (they then get a drop notice); a second SIGTERM or SIGINT ends them
+// at once. Then every connection closes and the fronts stop.
+func (s *server) drain(sigs <-chan os.Signal) {
+	s.ready.Store(false)
+	s.log.Info("draining: no new connections; calls in progress may go on", attrTag, "system", attrDir, "system",
+		"for at most", s.cfg.Drain, "calls", s.calls.Stats().ActiveCalls)
+	s.legacy.CloseListeners()
+	s.modern.CloseListeners()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Drain)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { // a second signal ends the drain
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					s.log.Warn("SIGHUP while draining: ignored", attrTag, "system", attrDir, "system")
+					continue
+				}
+				s.log.Warn("second "+sig.String()+": ending the calls now", attrTag, "system", attrDir, "system")
+				cancel()
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	s.calls.Shutdown(ctx)
+	cancel()
+	wg.Wait()
+	s.legacy.Close()
+	s.modern.Close()
 }
 
 // statsEvery is how often the server logs its counters.
 const statsEvery = 5 * time.Minute
 
 // reportStats logs the core's and the QUIC front's counters every
-// statsEvery until ctx ends: sessions, calls, media bytes, drops by
+// statsEvery until stop is closed: sessions, calls, media bytes, drops by
 // reason, write timeouts, slow consumers and the longest queue delay.
-func reportStats(ctx context.Context, log *slog.Logger, calls *core.Server, modern *quic.Server) {
+func reportStats(stop <-chan struct{}, log *slog.Logger, calls *core.Server, modern *quic.Server) {
 	tick := time.NewTicker(statsEvery)
 	defer tick.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			return
 		case <-tick.C:
 			st := calls.Stats()

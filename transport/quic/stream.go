@@ -264,3 +264,6 @@ func (m *mediaStream) Close() error {
 	m.st.CancelRead(quicgo.StreamErrorCode(codeClosed))
 	return m.st.Close()
 }
+
+// Front names the QUIC front, for the core's per-front counts.
+func (l *lineStream) Front() string { return transport.FrontQUIC }

@@ -141,3 +141,6 @@ func (c *recordConn) Close() error {
 	c.raw.Close()
 	return c.sc.Close()
 }
+
+// Front names the legacy front, for the core's per-front counts.
+func (c *recordConn) Front() string { return transport.FrontTCP }

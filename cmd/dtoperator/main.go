@@ -12,7 +12,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,7 +31,8 @@ func run(args []string) int {
 	if len(args) > 0 && args[0] == "user" {
 		return runUser(args[1:], userIO{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, terminal: stdinIsTerminal()})
 	}
-	cfg, warnings, err := loadConfig(args, os.Environ())
+	environ := os.Environ()
+	cfg, warnings, err := loadConfig(args, environ)
 	if errors.Is(err, errHelp) || errors.Is(err, errVersion) {
 		return 0
 	}
@@ -40,7 +40,9 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "dtoperator:", err)
 		return 2
 	}
-	log, closeLog, err := newLogger(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())), cfg.Logs, cfg.LogLevel)
+	level := new(slog.LevelVar) // a reload may change it
+	level.Set(cfg.LogLevel)
+	log, closeLog, err := newLogger(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())), cfg.Logs, level)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dtoperator: logs:", err)
 		return 2
@@ -50,9 +52,13 @@ func run(args []string) int {
 		log.Warn(w, attrTag, "config", attrDir, "system")
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := serve(ctx, cfg, log); err != nil {
+	// SIGHUP reloads; SIGTERM and SIGINT drain, and a second one ends the
+	// drain (serve.go).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	s := &server{args: args, environ: environ, log: log, level: level, cfg: cfg}
+	if err := serve(sigs, s); err != nil {
 		log.Error("dtoperator cannot start: "+err.Error(), attrTag, "system", attrDir, "error")
 		return 1
 	}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dtcall/dtcall/accounts"
+	"github.com/dtcall/dtcall/core"
+	"github.com/dtcall/dtcall/transport/quic"
+	"github.com/dtcall/dtcall/transport/tcp"
+)
+
+// Metrics are read from the counters the core, the fronts and the accounts
+// keep anyway (atomics), when Prometheus scrapes: the per-frame path gains
+// nothing. README.md's "Metrics" section documents every family.
+
+// metricsCollector is a prometheus.Collector over the server's counters.
+type metricsCollector struct {
+	core    *core.Server
+	legacy  *tcp.Server
+	modern  *quic.Server
+	store   *accounts.Store
+	reloads *reloadCounts
+}
+
+// reloadCounts counts SIGHUP reloads by outcome.
+type reloadCounts struct{ ok, failed atomic.Int64 }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	descSessions      = desc("dtcall_sessions", "Logged-in sessions, by front.", "front")
+	descCallsActive   = desc("dtcall_calls_active", "Answered calls in progress.")
+	descCalls         = desc("dtcall_calls_total", "Call attempts, by how they were settled.", "result")
+	descCallsEnded    = desc("dtcall_calls_ended_total", "Answered calls that ended, by reason.", "reason")
+	descLogins        = desc("dtcall_logins_total", "Login commands, by result.", "result")
+	descLoginCheck    = desc("dtcall_login_check_seconds", "Time of each password check (scrypt), including the wait for a check slot.")
+	descLoginsWaiting = desc("dtcall_login_checks_waiting", "Logins waiting for a password check slot.")
+	descMediaBytes    = desc("dtcall_media_bytes_total", "Media bytes relayed: in from senders, out to receivers.", "direction")
+	descMediaDropped  = desc("dtcall_media_dropped_total", "Media chunks dropped, by reason.", "reason")
+	descHandshakes    = desc("dtcall_handshakes_total", "TLS and QUIC handshakes, by front, engine and result.", "front", "engine", "result")
+	descReloads       = desc("dtcall_reloads_total", "Configuration reloads (SIGHUP), by result.", "result")
+	descDraining      = desc("dtcall_draining", "1 while the server drains (lame-duck mode) before it stops.")
+	descSlowConsumers = desc("dtcall_slow_consumers_total", "Clients disconnected because they did not read their replies.")
+	descUnresponsive  = desc("dtcall_unresponsive_total", "QUIC clients disconnected because nothing came from them for 1.5 s during a call.")
+	descWriteFailures = desc("dtcall_write_failures_total", "Reply and media writes that failed or timed out.")
+	descQueueDelay    = desc("dtcall_media_queue_delay_max_seconds", "Longest time a media chunk waited in a receiver's queue since start.")
+)
+
+// quicDatagramDrop is the drop reason of datagrams the QUIC front dropped
+// on the way in, because the relay lagged behind.
+const quicDatagramDrop = "quic_receive_queue"
+
+func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		descSessions, descCallsActive, descCalls, descCallsEnded, descLogins, descLoginCheck,
+		descLoginsWaiting, descMediaBytes, descMediaDropped, descHandshakes, descReloads,
+		descDraining, descSlowConsumers, descUnresponsive, descWriteFailures, descQueueDelay,
+	} {
+		ch <- d
+	}
+}
+
+func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := m.core.Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, front := range []string{"tcp", "quic"} {
+		gauge(descSessions, float64(st.FrontSessions[front]), front)
+	}
+	gauge(descCallsActive, float64(st.ActiveCalls))
+	for r, n := range st.CallResults {
+		counter(descCalls, n, r)
+	}
+	for r, n := range st.CallsEnded {
+		counter(descCallsEnded, n, r)
+	}
+	for r, n := range st.Logins {
+		counter(descLogins, n, r)
+	}
+	h := st.LoginCheck
+	buckets := make(map[float64]uint64, len(h.Buckets))
+	for i, b := range h.Buckets {
+		buckets[b] = h.Counts[i]
+	}
+	ch <- prometheus.MustNewConstHistogram(descLoginCheck, h.Count, h.Sum, buckets)
+	gauge(descLoginsWaiting, float64(m.store.Stats().Waiting))
+	counter(descMediaBytes, st.MediaBytesIn, "in")
+	counter(descMediaBytes, st.MediaBytesOut, "out")
+	qs := m.modern.Stats()
+	for r, n := range st.Drops {
+		counter(descMediaDropped, n, r)
+	}
+	counter(descMediaDropped, qs.DatagramsDropped, quicDatagramDrop)
+	for engine, results := range m.legacy.Stats().Handshakes {
+		for r, n := range results {
+			counter(descHandshakes, n, "tcp", engine, r)
+		}
+	}
+	for r, n := range qs.Handshakes {
+		counter(descHandshakes, n, "quic", "quic", r)
+	}
+	counter(descReloads, m.reloads.ok.Load(), "ok")
+	counter(descReloads, m.reloads.failed.Load(), "error")
+	draining := 0.0
+	if m.core.Draining() {
+		draining = 1
+	}
+	gauge(descDraining, draining)
+	counter(descSlowConsumers, st.SlowConsumers)
+	counter(descUnresponsive, st.Unresponsive)
+	counter(descWriteFailures, st.WriteTimeouts)
+	gauge(descQueueDelay, time.Duration(st.MaxQueueDelayNs).Seconds())
+}
+
+// newRegistry returns a registry with the server's families and the
+// process and Go runtime collectors.
+func newRegistry(m *metricsCollector) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	return reg
+}

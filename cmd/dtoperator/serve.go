@@ -95,7 +95,13 @@ func serve(sigs <-chan os.Signal, s *server) error {
 	if s.admin != nil {
 		ready = append(ready, "metrics", s.admin.addr())
 	}
+	fds := fdLimit()
+	ready = append(ready, "fd_limit", fds)
 	log.Info("dtoperator ready", ready...)
+	if fds > 0 && fds < minFDs {
+		log.Warn(fmt.Sprintf("open file limit %d is low: each connection takes one; raise it (systemd: LimitNOFILE=65536)", fds),
+			attrTag, "system", attrDir, "system")
+	}
 
 	stopStats := make(chan struct{})
 	wg.Go(func() { reportStats(stopStats, log, s.calls, s.modern) })
@@ -113,6 +119,9 @@ func serve(sigs <-chan os.Signal, s *server) error {
 	log.Info("dtoperator stopped", attrTag, "system", attrDir, "system")
 	return nil
 }
+
+// minFDs is the open file limit below which the server warns at start.
+const minFDs = 4096
 
 // readiness is /readyz's answer.
 func (s *server) readiness() (bool, string) {

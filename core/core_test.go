@@ -174,12 +174,7 @@ func TestCallNeedsCallerMedia(t *testing.T) {
 func inCall(t *testing.T, h *harness) (a, b *client) {
 	t.Helper()
 	a, b = h.login("alice"), h.login("bob")
-	a.say("call", "bob")
-	a.expect("ring|available|bob")
-	b.expect("ring|incoming|alice")
-	b.say("accept", "alice")
-	a.expect("call|start|bob")
-	b.expect("call|start|alice")
+	answer(a, b)
 	return a, b
 }
 

@@ -99,14 +99,8 @@ func TestLogOutRemoved(t *testing.T) {
 	all := fakeAccounts{"alice": "a", "bob": "b", "carol": "c"}
 	accts.p.Store(&all)
 	h := newHarnessWith(t, Config{}, accts)
-	a, b := h.login("alice"), h.login("bob")
+	a, b := inCall(t, h)
 	carol := h.login("carol")
-	a.say("call", "bob")
-	a.expect("ring|available|bob")
-	b.expect("ring|incoming|alice")
-	b.say("accept", "alice")
-	a.expect("call|start|bob")
-	b.expect("call|start|alice")
 
 	without := fakeAccounts{"alice": "a", "carol": "c"} // bob removed
 	accts.p.Store(&without)

@@ -57,6 +57,7 @@ func (h *harness) loginQUICLike(user string) (*client, *quicLikeConn) {
 	return c, q
 }
 
+// answer has a call b and b accept.
 func answer(a, b *client) {
 	a.say("call", b.user)
 	a.expect("ring|available|" + b.user)

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -20,37 +15,12 @@ import (
 	"github.com/dtcall/dtcall/client"
 )
 
-// pinSum reads --pin: "sha256:HEX" or a PEM certificate file.
-func pinSum(pin string) ([sha256.Size]byte, error) {
-	var sum [sha256.Size]byte
-	if h, ok := strings.CutPrefix(pin, "sha256:"); ok {
-		b, err := hex.DecodeString(strings.ReplaceAll(h, ":", ""))
-		if err != nil || len(b) != sha256.Size {
-			return sum, fmt.Errorf("pin %q: want sha256:<64 hex digits>", pin)
-		}
-		return [sha256.Size]byte(b), nil
-	}
-	data, err := os.ReadFile(pin)
-	if err != nil {
-		return sum, err
-	}
-	for rest := data; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			return sum, fmt.Errorf("pin file %s: no PEM CERTIFICATE block", pin)
-		}
-		if b.Type == "CERTIFICATE" {
-			return sha256.Sum256(b.Bytes), nil
-		}
-	}
-}
-
 // baseDialer connects raw TLS and QUIC connections to the baseline
 // forwarder, pinning its certificate.
 type baseDialer struct {
 	host              string
 	tcpPort, quicPort int
-	pin               [sha256.Size]byte
+	pin               pinSpec // loaded
 }
 
 func (d *baseDialer) tlsConfig() *tls.Config {
@@ -62,8 +32,9 @@ func (d *baseDialer) tlsConfig() *tls.Config {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("no server certificate")
 			}
-			if sum := sha256.Sum256(cs.PeerCertificates[0].Raw); !bytes.Equal(sum[:], d.pin[:]) {
-				return fmt.Errorf("server certificate sha256:%x is not the pinned one", sum)
+			if leaf := cs.PeerCertificates[0]; !d.pin.matches(leaf) {
+				return fmt.Errorf("server certificate sha256:%x (public key spki:%x) does not match --pin %s",
+					sha256.Sum256(leaf.Raw), sha256.Sum256(leaf.RawSubjectPublicKeyInfo), d.pin.text)
 			}
 			return nil
 		},

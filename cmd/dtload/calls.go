@@ -17,8 +17,10 @@ const stepTimeout = 10 * time.Second
 
 // callOutcome is what one call did.
 type callOutcome struct {
-	reason     string // "" when the call succeeded
-	note       string // something worth counting that is not a failure
+	reason     string    // "" when the call succeeded
+	err        error     // why, when reason is set
+	failedAt   time.Time // when reason was set
+	note       string    // something worth counting that is not a failure
 	ab, ba     *direction
 	logins     []span
 	setup      span // from the call command to both parties' start
@@ -30,6 +32,11 @@ type callOutcome struct {
 type span struct{ start, end time.Time }
 
 func (s span) dur() time.Duration { return s.end.Sub(s.start) }
+
+// fail records why the call failed.
+func (o *callOutcome) fail(reason string, err error) {
+	o.reason, o.err, o.failedAt = reason, err, time.Now()
+}
 
 // clientMedia adapts a dtcall client's media channel.
 type clientMedia struct{ m *client.Media }
@@ -46,20 +53,23 @@ type party struct {
 	login span
 }
 
-// online dials, logs in and registers media.
+// online dials, logs in and registers media. On failure it says which
+// step failed (the reason) and why, naming the user and transport.
 func (p *party) online(ctx context.Context, o client.Options) (reason string, err error) {
 	o.Transport = p.kind
 	o.Timeout = stepTimeout
-	if p.c, err = client.Dial(ctx, o); err != nil {
-		return "dial", err
+	reason = "dial"
+	if p.c, err = client.Dial(ctx, o); err == nil {
+		reason = "login"
+		p.login.start = time.Now()
+		if err = p.c.Login(ctx, p.acct.name, p.acct.password); err == nil {
+			p.login.end = time.Now()
+			reason = "register_media"
+			err = p.c.RegisterMedia(ctx)
+		}
 	}
-	p.login.start = time.Now()
-	if err = p.c.Login(ctx, p.acct.name, p.acct.password); err != nil {
-		return "login", err
-	}
-	p.login.end = time.Now()
-	if err = p.c.RegisterMedia(ctx); err != nil {
-		return "register_media", err
+	if err != nil {
+		return reason, fmt.Errorf("%s over %v: %w", p.acct.name, p.kind, err)
 	}
 	return "", nil
 }
@@ -95,10 +105,13 @@ func (r *runner) dtcallCall(ctx context.Context, i int) (out callOutcome) {
 		}
 	}()
 	var reasons [2]string
+	var errs [2]error
+	var when [2]time.Time
 	var wg sync.WaitGroup
 	for j, p := range []*party{caller, callee} {
 		wg.Go(func() {
-			reasons[j], _ = p.online(ctx, r.opts)
+			reasons[j], errs[j] = p.online(ctx, r.opts)
+			when[j] = time.Now()
 			if !p.login.end.IsZero() {
 				r.live.logins.Add(1)
 			}
@@ -110,15 +123,16 @@ func (r *runner) dtcallCall(ctx context.Context, i int) (out callOutcome) {
 			out.logins = append(out.logins, p.login)
 		}
 	}
-	for _, why := range reasons {
+	for j, why := range reasons {
 		if why != "" {
-			out.reason = why
+			out.fail(why, errs[j])
+			out.failedAt = when[j]
 			return out
 		}
 	}
 	out.setup.start = time.Now()
-	if why := ring(ctx, caller, callee); why != "" {
-		out.reason = why
+	if why, err := ring(ctx, caller, callee); why != "" {
+		out.fail(why, err)
 		return out
 	}
 	out.setup.end, out.setupOK = time.Now(), true
@@ -127,28 +141,28 @@ func (r *runner) dtcallCall(ctx context.Context, i int) (out callOutcome) {
 	return r.talk(ctx, caller, callee, out)
 }
 
-// ring calls, answers and waits for both parties' start.
-func ring(ctx context.Context, caller, callee *party) (reason string) {
+// ring calls, answers and waits for both parties' start. On failure it
+// says which step failed (the reason) and why.
+func ring(ctx context.Context, caller, callee *party) (reason string, err error) {
 	res, err := caller.c.Call(ctx, callee.acct.name)
 	switch {
 	case err != nil:
-		return "call_error"
+		return "call_error", fmt.Errorf("%s calls %s: %w", caller.acct.name, callee.acct.name, err)
 	case res != client.Available:
-		return "call_" + res.String()
+		return "call_" + res.String(), fmt.Errorf("%s calls %s: the server answers %v", caller.acct.name, callee.acct.name, res)
 	}
 	if err := waitEvent(ctx, callee.c, client.Incoming); err != nil {
-		return "no_incoming"
+		return "no_incoming", fmt.Errorf("%s, called by %s: %w", callee.acct.name, caller.acct.name, err)
 	}
 	if err := callee.c.Accept(ctx, caller.acct.name); err != nil {
-		return "accept"
+		return "accept", fmt.Errorf("%s accepts %s: %w", callee.acct.name, caller.acct.name, err)
 	}
-	if err := waitEvent(ctx, caller.c, client.Started); err != nil {
-		return "no_start"
+	for _, p := range []*party{caller, callee} {
+		if err := waitEvent(ctx, p.c, client.Started); err != nil {
+			return "no_start", fmt.Errorf("%s, call of %s to %s: %w", p.acct.name, caller.acct.name, callee.acct.name, err)
+		}
 	}
-	if err := waitEvent(ctx, callee.c, client.Started); err != nil {
-		return "no_start"
-	}
-	return ""
+	return "", nil
 }
 
 // talk runs the media of an answered call and hangs up. A drop or end
@@ -178,19 +192,20 @@ func (r *runner) talk(ctx context.Context, caller, callee *party, out callOutcom
 	}()
 	out.mediaStart = time.Now()
 	if r.p.clock.now() >= r.p.until {
-		out.reason = "set_up_after_the_end"
+		out.fail("set_up_after_the_end", errSetUpLate)
 		cancel(nil)
 		return out
 	}
 	var err error
 	out.ab, out.ba, err = runMedia(mctx, r.p, clientMedia{caller.c.Media()}, clientMedia{callee.c.Media()})
+	who := caller.acct.name + " and " + callee.acct.name
 	switch cause := context.Cause(mctx); {
 	case cause != nil && cause != context.Canceled && ctx.Err() == nil:
-		out.reason = "dropped"
+		out.fail("dropped", fmt.Errorf("%s: %w", who, cause))
 	case errors.Is(err, errNoMedia):
-		out.reason = "no_media"
+		out.fail("no_media", fmt.Errorf("%s: %w", who, err))
 	case err != nil && ctx.Err() == nil:
-		out.reason = "media_error"
+		out.fail("media_error", fmt.Errorf("%s: %w", who, err))
 	}
 	cancel(nil)
 	hangingUp.Store(true)

@@ -4,10 +4,26 @@
 // yardstick, and reports what a voice user would feel.
 //
 //	dtload users --count N --out FILE [--prefix load]
-//	dtload run --server HOST --pin FILE|sha256:HEX --accounts FILE [flags]
-//	dtload run --baseline --server HOST --pin FILE|sha256:HEX [flags]
+//	dtload run --server HOST --pin PIN --accounts FILE [flags]
+//	dtload run --baseline --server HOST --pin PIN [flags]
 //	dtload baseline --cert FILE --key FILE [--listen 127.0.0.1 --command P --quic P]
-//	dtload idle --server HOST --pin FILE|sha256:HEX --accounts FILE [--count N --parallel 32 --hold 5s]
+//	dtload idle --server HOST --pin PIN --accounts FILE [--count N --parallel 32 --hold 5s]
+//
+// --pin takes the forms of dtcall --pin: the server's certificate file
+// (PEM; its first certificate is pinned, whole), or a fingerprint as
+// dtoperator logs it at start: "sha256:HEX" (fingerprint=, the whole
+// certificate), "spki:HEX" or "sha256/BASE64" (spki=, spki_base64=: its
+// public key).
+//
+// dtoperator writes its self-signed certificate (DATA/cert.pem) on its
+// first start, so a server started just before dtload may not have
+// written it yet. With --pin FILE, run and idle wait up to --wait
+// (default 30 s) for the file to appear and hold a certificate, saying so
+// on stderr; if they had to wait, they then dial the server (without
+// logging in) until it answers, within the same bound, since it listens
+// only after writing the certificate (not with --baseline: the forwarder
+// pairs every connection). At the bound they fail with what they waited
+// for; --wait 0 waits for nothing.
 //
 // users writes a users file of load accounts (load0001..) with cheap
 // scrypt parameters (N=16, r=8, p=1; the server reads the parameters from
@@ -37,12 +53,19 @@
 // --server-pid the server's CPU (/proc/PID/stat) and RSS
 // (/proc/PID/status). A live bar shows progress when stderr is a
 // terminal, a line every 5 s otherwise (--quiet for none); the summary
-// goes to stdout and --json writes the report.
+// goes to stdout and --json writes the report. When calls fail, stderr
+// gets how many by reason and the first failure (the earliest: its call,
+// reason, time and error, naming the user and transport), e.g. "first
+// error: call 3, login, at 0.4s: load0005 over tcp: login refused: ...";
+// the JSON report has the same as calls_failed, fail_reasons and
+// first_error.
 //
 // --find-max doubles the call count from --start until a step fails the
 // criterion (p99 < --max-p99, loss < --max-loss %, failed calls <=
 // --max-failed), then bisects between the last good and first bad count;
-// each step is a run of --ramp + --duration.
+// each step is a run of --ramp + --duration. A bad step's line gives its
+// first error. A search where not even one call meets the criterion
+// exits 1 and prints, on stderr, the failures of the smallest bad step.
 //
 // baseline pairs connections in arrival order (1st with 2nd, 3rd with
 // 4th, ...) on its TLS listener and, separately, on its QUIC listener,
@@ -58,10 +81,13 @@
 // and with every user held, and their difference per user: the memory an
 // idle logged-in user costs (start the server fresh for that figure). With
 // accounts whose hashes are the old p=16 ones it measures the scrypt cost.
+// If any login (or its dial or media registration) fails, idle exits 1
+// with the count by reason and the first failure's error on stderr.
 //
 // dtload only connects to the address given with --server. Every run is
 // bounded: it ends by ramp + duration + 25 s whatever happens. Ctrl-C
 // stops the calls and still prints the report. Exit codes: 0 every call
-// succeeded (find-max: the search ended), 1 an error or failed calls, 2
-// usage, 130 interrupted.
+// (idle: every login) succeeded (find-max: the search found a call count
+// meeting the criterion), 1 an error, a failed call or login (find-max:
+// no count met the criterion), 2 usage, 130 interrupted.
 package main

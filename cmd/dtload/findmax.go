@@ -77,6 +77,9 @@ func (s *search) run(ctx context.Context) (*SearchResult, error) {
 			verdict := "good"
 			if !good {
 				verdict = "bad: " + why
+				if r.CallsFailed > 0 && r.FirstError != nil {
+					verdict += "; first error: " + r.FirstError.String()
+				}
 			}
 			s.logf("find-max: %d calls: p99 %.3f ms, loss %.4f %%, failed %d: %s",
 				n, r.Latency.P99, r.LossPct, r.CallsFailed, verdict)
@@ -115,6 +118,17 @@ func (s *search) run(ctx context.Context) (*SearchResult, error) {
 	}
 	res.Max, res.FirstBad = lo, hi
 	return res, nil
+}
+
+// smallestBad is the bad step of the fewest calls, nil if none.
+func (r *SearchResult) smallestBad() *step {
+	var b *step
+	for i, st := range r.Steps {
+		if !st.Good && (b == nil || st.Calls < b.Calls) {
+			b = &r.Steps[i]
+		}
+	}
+	return b
 }
 
 func (s *search) prec(lo int) int {

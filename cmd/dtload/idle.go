@@ -25,6 +25,7 @@ type idleConfig struct {
 type idleReport struct {
 	Users, OK       int
 	Failed          map[string]int
+	FirstError      *Failure // the earliest failed login, when OK < Users
 	LoginsPerSecond float64
 	Login           Percentiles // login alone, ms
 	RSSBeforeKiB    int64       // server, before the first login
@@ -34,7 +35,7 @@ type idleReport struct {
 	DtloadCPUPct    float64
 }
 
-func idleCmd(ctx context.Context, args []string, stdout io.Writer) error {
+func idleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("idle", stdout)
 	var f runFlags
 	f.defineTarget(fs)
@@ -49,6 +50,9 @@ func idleCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := ic.finish(&f); err != nil {
 		return err
 	}
+	if err := f.await(ctx, ic.kind, stderr); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, ic.bound())
 	defer cancel()
 	rep, err := runIdle(ctx, ic)
@@ -57,7 +61,11 @@ func idleCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	rep.write(stdout, ic)
 	if rep.OK < rep.Users {
-		return fmt.Errorf("%d of %d logins failed", rep.Users-rep.OK, rep.Users)
+		err := fmt.Errorf("%d of %d logins failed%s", rep.Users-rep.OK, rep.Users, reasons(rep.Failed))
+		if f := rep.FirstError; f != nil {
+			err = fmt.Errorf("%w\ndtload: first error: user %d, %s, at %.1fs: %s", err, f.Call, f.Reason, f.AtS, f.Error)
+		}
+		return err
 	}
 	return nil
 }
@@ -76,12 +84,13 @@ func (ic *idleConfig) finish(f *runFlags) error {
 		return usageError{errors.New("idle: --transport must be tcp, quic or datagram")}
 	case c.server == "":
 		return usageError{errors.New("no --server: give the address explicitly (e.g. 127.0.0.1)")}
-	case c.pin == "":
-		return usageError{errors.New("need --pin FILE|sha256:HEX")}
 	case f.accounts == "":
 		return usageError{errors.New("need --accounts FILE (dtload users writes one)")}
 	case ic.parallel < 1 || ic.hold < 0 || ic.count < 0:
 		return usageError{errors.New("--parallel must be positive, --count and --hold not negative")}
+	}
+	if err := f.checkPin(); err != nil {
+		return err
 	}
 	if c.accts, err = loadAccounts(f.accounts); err != nil {
 		return err
@@ -115,6 +124,8 @@ func runIdle(ctx context.Context, ic idleConfig) (*idleReport, error) {
 	rep := &idleReport{Users: ic.count, Failed: map[string]int{}, RSSBeforeKiB: procRSS(pid)}
 	parties := make([]*party, ic.count)
 	reasons := make([]string, ic.count)
+	errs := make([]error, ic.count)
+	when := make([]time.Time, ic.count)
 	defer func() {
 		var wg sync.WaitGroup
 		for _, p := range parties {
@@ -137,7 +148,8 @@ func runIdle(ctx context.Context, ic idleConfig) (*idleReport, error) {
 		parties[i] = &party{acct: ic.run.accts[i], kind: ic.kind}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			reasons[i], _ = parties[i].online(ctx, r.opts)
+			reasons[i], errs[i] = parties[i].online(ctx, r.opts)
+			when[i] = time.Now()
 		})
 	}
 	wg.Wait()
@@ -147,9 +159,14 @@ func runIdle(ctx context.Context, ic idleConfig) (*idleReport, error) {
 	}
 	rep.DtloadCPUPct = cpuPct(selfStart, selfCPU())
 	var logins []int64
+	var firstAt time.Time
 	for i, why := range reasons {
 		if why != "" {
 			rep.Failed[why]++
+			if rep.FirstError == nil || when[i].Before(firstAt) {
+				firstAt = when[i]
+				rep.FirstError = newFailure(i, why, errs[i], when[i].Sub(start))
+			}
 			continue
 		}
 		rep.OK++

@@ -16,6 +16,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/dtcall/dtcall/client"
 )
 
 // Exit codes.
@@ -60,7 +62,7 @@ func mainArgs(ctx context.Context, args []string, stdout, stderr io.Writer, tty 
 	case "baseline":
 		err = baselineCmd(ctx, args[1:], stdout)
 	case "idle":
-		err = idleCmd(ctx, args[1:], stdout)
+		err = idleCmd(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -80,6 +82,9 @@ func exitCode(err error, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, pflag.ErrHelp):
 		return exitOK
+	case errors.Is(err, errInterrupted):
+		fmt.Fprintf(stderr, "dtload: %v\n", err)
+		return exitInterrupted
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "dtload: %v (dtload --help for usage)\n", err)
 		return exitUsage
@@ -172,6 +177,7 @@ type runFlags struct {
 	start, limit, prec  int
 	crit                criterion
 	pause               time.Duration
+	wait                time.Duration
 }
 
 // defineTarget defines the flags that say which server to reach and as
@@ -182,10 +188,50 @@ func (f *runFlags) defineTarget(fs *pflag.FlagSet) {
 	fs.IntVar(&c.commandPort, "command", 1991, "legacy command port (baseline: the TLS port)")
 	fs.IntVar(&c.mediaPort, "media", 2014, "legacy media port")
 	fs.IntVar(&c.quic, "quic", 0, "QUIC port (default: the --command port)")
-	fs.StringVar(&c.pin, "pin", "", "server certificate: PEM file or sha256:HEX")
+	fs.StringVar(&c.pin, "pin", "", pinHelp)
+	fs.DurationVar(&f.wait, "wait", defaultWait, "wait up to this long for the --pin FILE to appear (a starting dtoperator writes it) and then for the server to answer; 0: no wait")
 	fs.StringVar(&f.accounts, "accounts", "", "accounts file (name password per line), from dtload users")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "report this process's CPU and RSS")
 }
+
+// checkPin checks --pin's syntax; a file is read later.
+func (f *runFlags) checkPin() error {
+	if f.cfg.pin == "" {
+		return usageError{errors.New(pinUsage)}
+	}
+	if _, err := parsePin(f.cfg.pin); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// await waits, within --wait, for a server that is starting: for the
+// certificate file of --pin to appear and, if it had to wait, for the
+// server to answer a dial over kind (not for the baseline, which pairs
+// every connection it accepts). See awaitServer.
+func (f *runFlags) await(ctx context.Context, kind client.Transport, stderr io.Writer) error {
+	c := &f.cfg
+	p, err := parsePin(c.pin)
+	if err != nil {
+		return usageError{err}
+	}
+	var probe *client.Options
+	if !c.baseline {
+		o := c.clientOptions()
+		o.Transport = kind
+		probe = &o
+	}
+	if err := awaitServer(ctx, p, f.wait, probe, stderr); err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		return err
+	}
+	return nil
+}
+
+// errInterrupted is Ctrl-C before anything ran.
+var errInterrupted = errors.New("interrupted")
 
 func (f *runFlags) define(fs *pflag.FlagSet) {
 	c := &f.cfg
@@ -221,6 +267,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, tty bo
 	if err := f.finish(tty, stderr); err != nil {
 		return exitCode(err, stderr)
 	}
+	kind, mixed, _ := parseTransport(f.cfg.callerT) // checked by finish
+	if mixed {
+		kind = transportKinds[0] // the first caller's
+	}
+	if err := f.await(ctx, kind, stderr); err != nil {
+		return exitCode(err, stderr)
+	}
 	if f.findMax {
 		return f.runFindMax(ctx, stdout, stderr)
 	}
@@ -229,6 +282,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, tty bo
 		return exitCode(err, stderr)
 	}
 	rep.writeSummary(stdout)
+	rep.writeFailures(stderr)
 	if f.jsonOut != "" {
 		if err := writeJSON(f.jsonOut, rep); err != nil {
 			return exitCode(err, stderr)
@@ -255,8 +309,8 @@ func (f *runFlags) finish(tty bool, stderr io.Writer) error {
 	if c.calleeT == "" {
 		c.calleeT = f.transport
 	}
-	if c.pin == "" {
-		return usageError{errors.New("need --pin FILE|sha256:HEX")}
+	if err := f.checkPin(); err != nil {
+		return err
 	}
 	if !f.quiet {
 		c.progress, c.tty = stderr, tty
@@ -330,6 +384,13 @@ func (f *runFlags) runFindMax(ctx context.Context, stdout, stderr io.Writer) int
 	if res.Interrupted {
 		fmt.Fprintln(stdout, "find-max: interrupted")
 		return exitInterrupted
+	}
+	if res.Max == 0 {
+		fmt.Fprintf(stderr, "dtload: find-max: no call count met the criterion\n")
+		if st := res.smallestBad(); st != nil && st.Report != nil {
+			st.Report.writeFailures(stderr)
+		}
+		return exitFailed
 	}
 	return exitOK
 }

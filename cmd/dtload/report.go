@@ -35,7 +35,8 @@ type Report struct {
 	CallsOK     int            `json:"calls_ok"`
 	CallsFailed int            `json:"calls_failed"`
 	FailReasons map[string]int `json:"fail_reasons,omitempty"`
-	Notes       map[string]int `json:"notes,omitempty"` // not failures, e.g. end_not_seen
+	FirstError  *Failure       `json:"first_error,omitempty"` // the earliest failure, when calls_failed > 0
+	Notes       map[string]int `json:"notes,omitempty"`       // not failures, e.g. end_not_seen
 
 	Latency      Percentiles `json:"latency_ms"`
 	JitterMS     float64     `json:"jitter_ms"`
@@ -55,6 +56,38 @@ type Report struct {
 
 	ServerProc *ProcStats `json:"server_process,omitempty"`
 	Load       ProcStats  `json:"dtload_process"`
+}
+
+// Failure is why a call failed (for dtload idle, a user's login).
+type Failure struct {
+	Call   int     `json:"call"`   // 1-based: call N uses accounts 2N-1 and 2N (idle: user N)
+	Reason string  `json:"reason"` // its key in fail_reasons: dial, login, register_media, call_*, ...
+	Error  string  `json:"error"`  // the error, naming the user and transport
+	AtS    float64 `json:"at_s"`   // when, in seconds from the run's start
+}
+
+func newFailure(i int, reason string, err error, at time.Duration) *Failure {
+	f := &Failure{Call: i + 1, Reason: reason, Error: reason, AtS: at.Seconds()}
+	if err != nil {
+		f.Error = err.Error()
+	}
+	return f
+}
+
+func (f *Failure) String() string {
+	return fmt.Sprintf("call %d, %s, at %.1fs: %s", f.Call, f.Reason, f.AtS, f.Error)
+}
+
+// writeFailures tells, on stderr, how many calls failed, by reason, and
+// the first failure's error. It writes nothing when every call succeeded.
+func (r *Report) writeFailures(w io.Writer) {
+	if r.CallsFailed == 0 {
+		return
+	}
+	fmt.Fprintf(w, "dtload: %d of %d calls failed%s\n", r.CallsFailed, r.Calls, reasons(r.FailReasons))
+	if r.FirstError != nil {
+		fmt.Fprintf(w, "dtload: first error: %v\n", r.FirstError)
+	}
 }
 
 // Percentiles of a sample, in milliseconds.

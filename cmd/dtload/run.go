@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -14,7 +15,7 @@ import (
 type runConfig struct {
 	server                       string
 	commandPort, mediaPort, quic int
-	pin                          string // file or sha256:HEX
+	pin                          string // file or fingerprint (pinSpec)
 	accts                        []account
 	calls                        int
 	callerT, calleeT             string // tcp, quic, datagram or mixed
@@ -72,6 +73,12 @@ func (r *runner) kinds(i int, caller bool) client.Transport {
 	}
 	return t
 }
+
+// Failures that are not the server's answer.
+var (
+	errNotStarted = errors.New("not started: the run ended first (Ctrl-C, or its time bound)")
+	errSetUpLate  = errors.New("set up after the end of the media window")
+)
 
 // defaultMargin is how long a run may last beyond ramp + duration: set-up
 // steps, drain and hang-up.
@@ -141,24 +148,25 @@ func run(ctx context.Context, cfg runConfig) (*Report, error) {
 // target fills the client options or the baseline dialer.
 func (r *runner) target() error {
 	c := r.cfg
-	if c.baseline {
-		sum, err := pinSum(c.pin)
-		if err != nil {
-			return err
-		}
-		r.base = &baseDialer{host: c.server, tcpPort: c.commandPort, quicPort: c.quic, pin: sum}
-		return nil
-	}
-	r.opts = client.Options{Server: c.server, CommandPort: c.commandPort, MediaPort: c.mediaPort, QUICPort: c.quic}
-	if _, err := pinSum(c.pin); err != nil {
+	p, err := parsePin(c.pin)
+	if err != nil {
 		return err
 	}
-	if len(c.pin) > 7 && c.pin[:7] == "sha256:" {
-		r.opts.PinSHA256 = c.pin
-	} else {
-		r.opts.PinFile = c.pin
+	if err := p.load(); err != nil { // a clear error before any call
+		return err
 	}
+	if c.baseline {
+		r.base = &baseDialer{host: c.server, tcpPort: c.commandPort, quicPort: c.quic, pin: p}
+		return nil
+	}
+	r.opts = c.clientOptions()
+	p.setOptions(&r.opts)
 	return nil
+}
+
+// clientOptions are the dtcall client's options, without the pin.
+func (c *runConfig) clientOptions() client.Options {
+	return client.Options{Server: c.server, CommandPort: c.commandPort, MediaPort: c.mediaPort, QUICPort: c.quic}
 }
 
 // startCalls starts call i at i*ramp/calls and waits for all. The media
@@ -174,7 +182,7 @@ func (r *runner) startCalls(ctx context.Context, clk clock, watch *procWatch) []
 		}
 		wg.Go(func() {
 			if !sleepUntil(ctx, clk.start.Add(at)) {
-				outs[i].reason = "not_started"
+				outs[i].fail("not_started", errNotStarted)
 				return
 			}
 			if r.base != nil {
@@ -227,7 +235,7 @@ func (r *runner) baselineCall(ctx context.Context, i int) (out callOutcome) {
 	}
 	r.dialMu.Unlock()
 	if err != nil {
-		out.reason = "dial"
+		out.fail("dial", fmt.Errorf("baseline over %v: %w", r.kinds(i, true), err))
 		return out
 	}
 	defer a.(io.Closer).Close()
@@ -237,15 +245,15 @@ func (r *runner) baselineCall(ctx context.Context, i int) (out callOutcome) {
 	defer r.live.callsUp.Add(-1)
 	out.mediaStart = time.Now()
 	if r.p.clock.now() >= r.p.until {
-		out.reason = "set_up_after_the_end"
+		out.fail("set_up_after_the_end", errSetUpLate)
 		return out
 	}
 	out.ab, out.ba, err = runMedia(ctx, r.p, a, b)
 	switch {
 	case err == errNoMedia:
-		out.reason = "no_media"
+		out.fail("no_media", err)
 	case err != nil && ctx.Err() == nil:
-		out.reason = "media_error"
+		out.fail("media_error", err)
 	}
 	return out
 }
@@ -274,12 +282,17 @@ func (r *runner) report(outs []callOutcome, clk clock, watch *procWatch) *Report
 			*last = s.end
 		}
 	}
-	for _, o := range outs {
+	var first *callOutcome
+	for i, o := range outs {
 		if o.reason == "" {
 			rep.CallsOK++
 		} else {
 			rep.CallsFailed++
 			rep.FailReasons[o.reason]++
+			if first == nil || o.failedAt.Before(first.failedAt) {
+				first = &outs[i]
+				rep.FirstError = newFailure(i, o.reason, o.err, o.failedAt.Sub(clk.start))
+			}
 		}
 		if o.note != "" {
 			rep.Notes[o.note]++

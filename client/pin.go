@@ -219,3 +219,49 @@ func (p pin) verifyLeaf(leaf *x509.Certificate) error {
 	e.Got = pin{kind: p.kind, sum: got, base64: p.base64}.String()
 	return e
 }
+
+// Pin is a pin as the command-line tools take it (dtcall --pin, dtload
+// --pin), for code that checks certificates itself (dtload's baseline
+// forwarder) or sets Options from one string.
+type Pin struct {
+	file string // the PEM file it came from; "" for a fingerprint
+	text string // as given
+	p    pin
+}
+
+// IsFingerprint reports whether s is written as a fingerprint
+// ("sha256:", "spki:" or "sha256/"), not as the path of a file.
+func IsFingerprint(s string) bool {
+	return strings.HasPrefix(s, "sha256:") || strings.HasPrefix(s, "spki:") || strings.HasPrefix(s, "sha256/")
+}
+
+// ParsePin parses s: a fingerprint in one of PinSHA256's forms, or else the
+// path of a PEM certificate file, read now, whose first certificate is
+// pinned whole (as PinFile).
+func ParsePin(s string) (*Pin, error) {
+	if IsFingerprint(s) {
+		p, err := parsePin(s)
+		if err != nil {
+			return nil, err
+		}
+		return &Pin{text: s, p: p}, nil
+	}
+	p, err := pinFromFile(s, CertificatePin)
+	if err != nil {
+		return nil, err
+	}
+	return &Pin{file: s, text: s, p: p}, nil
+}
+
+// Verify checks a server's leaf certificate against the pin; a mismatch is
+// a *PinError.
+func (p *Pin) Verify(leaf *x509.Certificate) error { return p.p.verifyLeaf(leaf) }
+
+// Set makes o check the server with the pin (PinFile or PinSHA256).
+func (p *Pin) Set(o *Options) {
+	if p.file != "" {
+		o.PinFile = p.file
+	} else {
+		o.PinSHA256 = p.text
+	}
+}

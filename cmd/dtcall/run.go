@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -168,7 +167,7 @@ func (c *cli) check(pin, ca string) error {
 		c.opts.SystemRoots = true
 	case ca != "":
 		c.opts.CAFile = ca
-	case strings.HasPrefix(pin, "sha256:"), strings.HasPrefix(pin, "spki:"), strings.HasPrefix(pin, "sha256/"):
+	case client.IsFingerprint(pin):
 		c.opts.PinSHA256 = pin
 	default:
 		c.opts.PinFile = pin

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"time"
@@ -32,11 +30,7 @@ func (d *baseDialer) tlsConfig() *tls.Config {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("no server certificate")
 			}
-			if leaf := cs.PeerCertificates[0]; !d.pin.matches(leaf) {
-				return fmt.Errorf("server certificate sha256:%x (public key spki:%x) does not match --pin %s",
-					sha256.Sum256(leaf.Raw), sha256.Sum256(leaf.RawSubjectPublicKeyInfo), d.pin.text)
-			}
-			return nil
+			return d.pin.verify(cs.PeerCertificates[0])
 		},
 	}
 }

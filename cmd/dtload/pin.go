@@ -2,17 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/dtcall/dtcall/client"
@@ -27,59 +21,41 @@ const pinUsage = "need --pin FILE|sha256:HEX|spki:HEX|sha256/BASE64 (dtoperator 
 // pinSpec is --pin: a PEM certificate file (its first certificate is
 // pinned, whole), or a fingerprint in one of the forms dtoperator logs:
 // "sha256:HEX" of the certificate, "spki:HEX" or "sha256/BASE64" of its
-// public key. These are the forms of dtcall --pin and of package client.
+// public key. These are the forms of dtcall --pin and of package client
+// (client.ParsePin). A file may not exist yet when dtload starts (the
+// server writes it on its first start), so it is read by load.
 type pinSpec struct {
-	text string // as given
-	file string // the PEM file; "" for a fingerprint
-	key  bool   // sum is of the SubjectPublicKeyInfo, not of the certificate
-	sum  [sha256.Size]byte
-}
-
-// isFingerprint says whether --pin s is a fingerprint rather than a file.
-func isFingerprint(s string) bool {
-	return strings.HasPrefix(s, "sha256:") || strings.HasPrefix(s, "spki:") || strings.HasPrefix(s, "sha256/")
+	text string      // as given
+	file string      // the PEM file; "" for a fingerprint
+	pin  *client.Pin // nil until load for a file
 }
 
 // parsePin parses --pin without reading a file: a fingerprint is checked
 // here, a file by load.
 func parsePin(s string) (pinSpec, error) {
 	p := pinSpec{text: s}
-	if !isFingerprint(s) {
+	if !client.IsFingerprint(s) {
 		p.file = s
 		return p, nil
 	}
-	var b []byte
-	var err error
-	if h, ok := strings.CutPrefix(s, "sha256:"); ok {
-		b, err = hex.DecodeString(strings.ReplaceAll(h, ":", ""))
-	} else if h, ok := strings.CutPrefix(s, "spki:"); ok {
-		p.key = true
-		b, err = hex.DecodeString(strings.ReplaceAll(h, ":", ""))
-	} else {
-		p.key = true
-		b64, _ := strings.CutPrefix(s, "sha256/")
-		if len(b64) == 45 && b64[0] == '/' { // curl's sha256//BASE64
-			b64 = b64[1:]
-		}
-		b, err = base64.StdEncoding.Strict().DecodeString(b64)
-	}
-	if err != nil || len(b) != sha256.Size {
+	pin, err := client.ParsePin(s)
+	if err != nil {
 		return pinSpec{}, fmt.Errorf("--pin %q: want sha256:<64 hex digits> (certificate), spki:<64 hex digits> or sha256/<base64> (public key), or a PEM file", s)
 	}
-	p.sum = [sha256.Size]byte(b)
+	p.pin = pin
 	return p, nil
 }
 
-// load reads a file pin: the SHA-256 of the file's first certificate.
+// load reads a file pin: its first certificate.
 func (p *pinSpec) load() error {
-	if p.file == "" {
+	if p.pin != nil {
 		return nil
 	}
-	c, err := readCertFile(p.file)
+	pin, err := client.ParsePin(p.file)
 	if err != nil {
 		return err
 	}
-	p.sum = sha256.Sum256(c.Raw)
+	p.pin = pin
 	return nil
 }
 
@@ -92,34 +68,14 @@ func noCertError(file string, bound time.Duration, err error) error {
 	return fmt.Errorf("no server certificate in %s after waiting %v (%v): %s (--wait sets how long dtload waits)", file, bound, err, hint)
 }
 
-// readCertFile parses the first CERTIFICATE block of a PEM file.
-func readCertFile(path string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	for rest := data; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			return nil, fmt.Errorf("pin file %s: no PEM CERTIFICATE block", path)
-		}
-		if b.Type == "CERTIFICATE" {
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("pin file %s: %w", path, err)
-			}
-			return c, nil
-		}
-	}
+// readCertFile reports whether a PEM file holds a certificate yet.
+func readCertFile(path string) error {
+	_, err := client.ParsePin(path)
+	return err
 }
 
-// matches says whether the server's leaf certificate matches the pin.
-func (p pinSpec) matches(leaf *x509.Certificate) bool {
-	if p.key {
-		return sha256.Sum256(leaf.RawSubjectPublicKeyInfo) == p.sum
-	}
-	return sha256.Sum256(leaf.Raw) == p.sum
-}
+// verify checks the server's leaf certificate against the pin (loaded).
+func (p pinSpec) verify(leaf *x509.Certificate) error { return p.pin.Verify(leaf) }
 
 // setOptions makes a dtcall client check the server with the pin.
 func (p pinSpec) setOptions(o *client.Options) {
@@ -153,7 +109,7 @@ func awaitServer(ctx context.Context, p pinSpec, bound time.Duration, probe *cli
 	}
 	start := time.Now()
 	deadline := start.Add(bound)
-	_, err := readCertFile(p.file)
+	err := readCertFile(p.file)
 	if err == nil {
 		return nil
 	}
@@ -169,7 +125,7 @@ func awaitServer(ctx context.Context, p pinSpec, bound time.Duration, probe *cli
 		if !sleepUntil(ctx, next) {
 			return ctx.Err()
 		}
-		if _, err = readCertFile(p.file); err != nil && !time.Now().Before(deadline) {
+		if err = readCertFile(p.file); err != nil && !time.Now().Before(deadline) {
 			return noCertError(p.file, bound, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -203,7 +204,7 @@ func TestWaitForCertificate(t *testing.T) {
 		code, _, stderr := dtload(t, append([]string{"run", "--pin", pin, "--wait", "300ms", "--accounts", acctFile,
 			"--calls", "1", "--ramp", "0s", "--duration", "1s", "-q"}, target(srv)...)...)
 		took := time.Since(start)
-		want := "dtload: no server certificate in " + pin + " after waiting 300ms (open " + pin + ": no such file or directory): is dtoperator running with --data " + dir
+		want := "dtload: no server certificate in " + pin + " after waiting 300ms (read pin file: open " + pin + ": no such file or directory): is dtoperator running with --data " + dir
 		if code != exitFailed || !strings.Contains(stderr, want) || took < 300*time.Millisecond || took > 3*time.Second {
 			t.Errorf("exit %d after %v, want 1 within about 300ms and %q:\n%s", code, took, want, stderr)
 		}
@@ -318,7 +319,7 @@ func TestPinForms(t *testing.T) {
 			}
 			f.Close()
 			switch {
-			case pin == cert && (err == nil || !strings.Contains(err.Error(), "does not match --pin "+cert)):
+			case pin == cert && !errors.As(err, new(*client.PinError)):
 				t.Errorf("another certificate's pin: %v", err)
 			case pin != cert && err != nil:
 				t.Errorf("--pin %s: %v", pin, err)

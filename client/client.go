@@ -127,6 +127,11 @@ func (c *Client) readLoop() {
 		b, err := c.cmd.readMessage()
 		if err != nil {
 			c.endRequests(err)
+			if c.quic != nil {
+				// The session is over. Closing the connection tells a
+				// draining server at once that its last notices were read.
+				c.quic.conn.CloseWithError(0, "")
+			}
 			return
 		}
 		c.watch.heardNow()

@@ -302,8 +302,22 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	}
 }
 
-// serverFiles are the paths the server's config names.
-type serverFiles struct{ cert, key, users, logs string }
+// serverFiles are the paths the server's config names, and what else its
+// config holds.
+type serverFiles struct {
+	cert, key, users, logs string
+	// modernCert and modernKey, if set, are modern_public and
+	// modern_private: the certificate QUIC and crypto/tls serve.
+	modernCert, modernKey string
+	// metrics turns the admin endpoint on, on a free loopback port
+	// (server.metricsAddr).
+	metrics bool
+	// extra are more "key = value" lines.
+	extra []string
+	// started, if set, is called once the process started, before it is
+	// ready (to watch it come up).
+	started func(*server)
+}
 
 // server is a running dtoperator process.
 type server struct {
@@ -314,6 +328,10 @@ type server struct {
 	waitErr   error         // Wait's result, set before exited is closed
 	cmdPort   int
 	mediaPort int
+	conf      string // the config file
+	// metricsAddr is the admin endpoint's host:port ("" without
+	// serverFiles.metrics).
+	metricsAddr string
 }
 
 // console collects the server's console output and notices its ready line.
@@ -365,8 +383,13 @@ func startServer(t *testing.T, bin, dir string, files serverFiles) *server {
 
 func tryStart(t *testing.T, bin, dir string, files serverFiles) (*server, error) {
 	s := &server{console: &console{ready: make(chan struct{})}, exited: make(chan struct{})}
-	s.cmdPort, s.mediaPort = freePorts(t)
+	ports := freePorts(t, 3)
+	s.cmdPort, s.mediaPort = ports[0], ports[1]
+	if files.metrics {
+		s.metricsAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	}
 	conf := filepath.Join(dir, "dtoperator.conf")
+	s.conf = conf
 	writeConf(t, conf, s, files)
 	ctx, cancel := context.WithTimeout(context.Background(), serverTimeout)
 	s.cancel = cancel
@@ -383,6 +406,9 @@ func tryStart(t *testing.T, bin, dir string, files serverFiles) (*server, error)
 		close(s.exited)
 	}()
 	t.Cleanup(s.kill)
+	if files.started != nil {
+		files.started(s)
+	}
 	select {
 	case <-s.console.ready:
 	case <-s.exited:
@@ -425,11 +451,12 @@ func (s *server) stop(t *testing.T) {
 	}
 }
 
-// freePorts returns two loopback TCP ports that were free a moment ago.
-func freePorts(t *testing.T) (int, int) {
+// freePorts returns n different loopback TCP ports that were free a
+// moment ago.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var ports []int
-	for range 2 {
+	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -437,7 +464,7 @@ func freePorts(t *testing.T) (int, int) {
 		defer ln.Close()
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	return ports[0], ports[1]
+	return ports
 }
 
 // writeConf writes a config file in the old server's format.
@@ -452,6 +479,15 @@ users   = %s
 listen  = 127.0.0.1
 logs    = %s
 `, s.cmdPort, s.mediaPort, f.cert, f.key, f.users, f.logs)
+	if f.modernCert != "" {
+		conf += fmt.Sprintf("modern_public  = %s\nmodern_private = %s\n", f.modernCert, f.modernKey)
+	}
+	if s.metricsAddr != "" {
+		conf += "metrics = " + s.metricsAddr + "\n"
+	}
+	for _, line := range f.extra {
+		conf += line + "\n"
+	}
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

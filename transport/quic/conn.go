@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	quicgo "github.com/quic-go/quic-go"
 )
@@ -42,8 +43,11 @@ func (s *Server) serveConn(qc *quicgo.Conn) {
 	wg := &c.wg
 	wg.Go(func() {
 		s.handler.ServeCommand(s.ctx, newCommandStream(c, st))
-		// The session is over: the client left, or logged in elsewhere.
-		s.closeConn(qc)
+		// The session is over: the client left, or logged in elsewhere
+		// (the command stream's Close has closed or is closing it).
+		if !s.isClosed() {
+			s.closeConn(qc, false)
+		}
 	})
 	wg.Go(c.receiveDatagrams)
 	for {
@@ -53,18 +57,39 @@ func (s *Server) serveConn(qc *quicgo.Conn) {
 		}
 		wg.Go(func() { s.handler.ServeMedia(s.ctx, newMediaStream(c, st)) })
 	}
-	s.closeConn(qc)
+	if !s.isClosed() {
+		s.closeConn(qc, false)
+	}
 	wg.Wait()
 }
 
 // closeConn closes a client's connection: code 0, or "server shutting
-// down" (0x202) once the listeners are closed for a drain.
-func (s *Server) closeConn(qc *quicgo.Conn) error {
-	if s.isClosed() {
+// down" (0x202) once the listeners are closed for a drain. With linger,
+// the close waits up to closeLinger (or until the client closes), so that
+// the client reads the last notices (call|drop) before the close code: a
+// quic-go reader gets the close error before data it had not read yet.
+func (s *Server) closeConn(qc *quicgo.Conn, linger bool) error {
+	if !s.isClosed() {
+		return qc.CloseWithError(codeClosed, "")
+	}
+	if !linger {
 		return qc.CloseWithError(codeShuttingDown, "server shutting down")
 	}
-	return qc.CloseWithError(codeClosed, "")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.lingering[qc]; ok {
+		return nil
+	}
+	s.lingering[qc] = time.AfterFunc(closeLinger, func() {
+		qc.CloseWithError(codeShuttingDown, "server shutting down")
+	})
+	s.lingerUntil = time.Now().Add(closeLinger)
+	return nil
 }
+
+// closeLinger is how long a draining server keeps a closed client's
+// connection open for its last notices to be read.
+const closeLinger = time.Second
 
 // receiveDatagrams hands each datagram to the datagram-mode media stream;
 // without one, datagrams are discarded (as legacy media outside a

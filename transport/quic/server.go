@@ -91,12 +91,17 @@ type Server struct {
 	// handshakes counts handshakes by outcome: ok, failed, timeout.
 	handshakes [3]atomic.Int64
 
-	cert atomic.Pointer[tls.Certificate] // served; replaced by Reload
+	cert     atomic.Pointer[tls.Certificate] // served; replaced by Reload
+	draining atomic.Bool                     // set with closed, for the streams' writes
 
 	mu         sync.Mutex
 	transports map[*quicgo.Transport]struct{}
 	listeners  map[*quicgo.Listener]struct{}
 	closed     bool
+	// lingering are the draining closes waiting for closeLinger (see
+	// closeConn); lingerUntil is when the last of them fires.
+	lingering   map[*quicgo.Conn]*time.Timer
+	lingerUntil time.Time
 }
 
 // New loads the certificate and prepares the QUIC and TLS configuration.
@@ -123,6 +128,7 @@ func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 		callLiveness: cfg.CallLiveness,
 		transports:   make(map[*quicgo.Transport]struct{}),
 		listeners:    make(map[*quicgo.Listener]struct{}),
+		lingering:    make(map[*quicgo.Conn]*time.Timer),
 	}
 	s.cert.Store(cert)
 	s.tls.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }
@@ -211,9 +217,26 @@ func (s *Server) CloseListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	s.draining.Store(true)
 	for ln := range s.listeners {
 		ln.Close()
 	}
+}
+
+// lingers reports whether a draining close still waits for its client,
+// which has not closed the connection itself, within closeLinger.
+func (s *Server) lingers() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !time.Now().Before(s.lingerUntil) {
+		return false
+	}
+	for qc := range s.lingering {
+		if qc.Context().Err() == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Stats are the QUIC front's own counters, for metrics publishing; the
@@ -272,6 +295,14 @@ func (s *Server) handshakeDone(qc *quicgo.Conn) {
 // all goroutines of the front. Idempotent.
 func (s *Server) Close() error {
 	s.CloseListeners()
+	for s.lingers() { // the last notices of a drain
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.mu.Lock()
+	for _, t := range s.lingering {
+		t.Stop() // the context closes them now
+	}
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait() // connections end with the context; then the sockets go
 	s.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -80,7 +81,8 @@ func (l *lineStream) KeptAlive() {}
 // commandStream is the command channel of a QUIC client.
 type commandStream struct {
 	lineStream
-	probe probeState // owned by the core's writer (Probe)
+	probe         probeState  // owned by the core's writer (Probe)
+	wroteDraining atomic.Bool // a message was written after the drain began
 }
 
 var (
@@ -119,6 +121,7 @@ func (cs *commandStream) Probe() error {
 	if silent := now.Sub(p.heard); silent > limit {
 		return fmt.Errorf("nothing from the client for %v during a call", silent.Round(time.Millisecond))
 	}
+	cs.noteWrite()
 	_, err := cs.st.Write(probeLine)
 	return err
 }
@@ -128,8 +131,24 @@ func (cs *commandStream) Probe() error {
 // drains, the code says so (the client may reconnect elsewhere).
 func (cs *commandStream) Close() error {
 	cs.st.CancelRead(quicgo.StreamErrorCode(codeClosed))
-	cs.st.Close()
-	return cs.c.srv.closeConn(cs.c.qc)
+	cs.st.Close() // FIN after the last message
+	// Draining, with messages written since it began (a call's last
+	// notice): the close code waits until the client has read up to the
+	// FIN and closed, or closeLinger.
+	return cs.c.srv.closeConn(cs.c.qc, cs.wroteDraining.Load())
+}
+
+// WriteMessage writes msg as one line (see lineStream.WriteMessage) and
+// notes a message written while the server drains, for Close.
+func (cs *commandStream) WriteMessage(msg []byte) error {
+	cs.noteWrite()
+	return cs.lineStream.WriteMessage(msg)
+}
+
+func (cs *commandStream) noteWrite() {
+	if cs.c.srv.draining.Load() {
+		cs.wroteDraining.Store(true)
+	}
 }
 
 // mediaStream is a media channel: a stream whose first line registers it,

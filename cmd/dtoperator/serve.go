@@ -190,7 +190,7 @@ func reportStats(stop <-chan struct{}, log *slog.Logger, calls *core.Server, mod
 				"sessions", st.Sessions, "calls", st.ActiveCalls, "calls_started", st.CallsStarted,
 				"logins_ok", st.LoginsOK, "logins_refused", st.LoginsRefused, "invalid", st.Invalid,
 				"media_in", st.MediaBytesIn, "media_out", st.MediaBytesOut, "drops", st.Drops,
-				"write_timeouts", st.WriteTimeouts, "slow_consumers", st.SlowConsumers, "direct_writes", st.DirectWrites,
+				"write_failures", st.WriteFailures, "slow_consumers", st.SlowConsumers, "direct_writes", st.DirectWrites,
 				"max_queue_delay", time.Duration(st.MaxQueueDelayNs),
 				"quic_datagrams_dropped", modern.Stats().DatagramsDropped)
 		}

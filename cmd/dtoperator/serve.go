@@ -49,7 +49,9 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		return err
 	}
 	s.store = accounts.NewStore(users, 0)
-	s.calls = core.New(core.Config{Window: cfg.Window}, s.store, log)
+	s.calls = core.New(core.Config{
+		Window: cfg.Window, CommandBurst: cfg.CommandBurst, CommandRate: cfg.CommandRate,
+	}, s.store, log)
 	if s.legacy, err = tcp.New(certs.legacy(cfg), s.calls, log); err != nil {
 		return err
 	}

@@ -206,7 +206,11 @@ func (c *commandConn) readLoop(ctx context.Context) error {
 		case flooding:
 			c.srv.metrics.rateLimited.Add(1)
 			c.srv.metrics.flooders.Add(1)
-			c.log.Warn("command flood; closing the sender's connection", "tag", "conn", "dir", "error",
+			log := c.log
+			if c.sess != nil {
+				log = c.sess.log
+			}
+			log.Warn("command flood; closing the sender's connection", "tag", "conn", "dir", "error",
 				"refused", c.limit.refused, "within", floodWindow)
 			return errFlood
 		}

@@ -17,13 +17,13 @@ import (
 type commandConn struct {
 	srv  *Server
 	conn transport.Conn
+	gate *gate // conn's closed mark; only ServeCommand closes conn
 	log  *slog.Logger
 	out  chan []byte // replies, written in order by writeLoop
 
-	closeOnce  sync.Once
-	closed     chan struct{}
 	finishOnce sync.Once
 	finishing  atomic.Bool // closing once the queue is out; see finish
+	slow       atomic.Bool // marked closed for a full reply queue; ServeCommand logs it
 
 	// prober is conn if its transport can probe the peer; the writer then
 	// probes it while inCall (see transport.Prober).
@@ -31,47 +31,50 @@ type commandConn struct {
 	inCall      atomic.Bool   // the session is in an answered call
 	callChanged chan struct{} // wakes writeLoop when inCall changes
 
-	sess *Session // owned by readLoop; nil until login
+	sess  *Session // owned by readLoop; nil until login
+	limit limiter  // owned by readLoop
 }
 
 // ServeCommand serves one command connection until it ends, then ends its
-// session (the other party of a call is told). It closes c.
+// session (the other party of a call is told). It closes c, with no lock
+// held: whoever else ends the connection only marks it closed.
 func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
 	cc := &commandConn{
-		srv:    s,
-		conn:   c,
-		log:    s.log.With("peer", c.RemoteAddr().Addr().String()),
-		out:    make(chan []byte, s.cfg.ReplyQueue),
-		closed: make(chan struct{}),
+		srv:   s,
+		conn:  c,
+		gate:  newGate(c),
+		log:   s.log.With("peer", c.RemoteAddr().Addr().String()),
+		out:   make(chan []byte, s.cfg.ReplyQueue),
+		limit: newLimiter(s.cfg.CommandBurst, s.cfg.CommandRate),
 	}
 	if p, ok := c.(transport.Prober); ok {
 		cc.prober = p
 		cc.callChanged = make(chan struct{}, 1)
 	}
-	if !s.track(c, cc) {
+	if !s.track(c, cc.gate, cc) {
 		c.Close()
 		return
 	}
 	defer s.untrack(c)
-	stop := context.AfterFunc(ctx, cc.close)
+	stop := context.AfterFunc(ctx, cc.markClosed)
 	defer stop()
 
 	var wg sync.WaitGroup
 	wg.Go(cc.writeLoop)
 	err := cc.readLoop(ctx)
-	cc.close()
+	cc.markClosed()
+	if cc.slow.Load() {
+		cc.log.Warn("reply queue full; disconnected slow client", "tag", "conn", "dir", "error")
+	}
+	cc.ended(err) // first: the other party of a call hears at once, however long Close takes
+	c.Close()     // also ends a write that ignores deadlines
 	wg.Wait()
-	cc.ended(err)
 }
 
-// close closes the connection; both loops then end. Safe to call any number
-// of times from any goroutine.
-func (c *commandConn) close() {
-	c.closeOnce.Do(func() {
-		close(c.closed)
-		c.conn.Close()
-	})
-}
+// markClosed marks the connection closed; both loops then end and
+// ServeCommand closes it. It never blocks: safe with Server.mu held, any
+// number of times, from any goroutine.
+func (c *commandConn) markClosed() { c.gate.close() }
 
 // finish closes the connection once the replies queued before it are
 // written, so that a last notice reaches the client (each write within
@@ -82,7 +85,7 @@ func (c *commandConn) finish() {
 		select {
 		case c.out <- nil: // writeLoop closes when it gets here
 		default:
-			c.close()
+			c.markClosed()
 		}
 	})
 }
@@ -93,11 +96,19 @@ func (c *commandConn) send(msg []byte) {
 	select {
 	case c.out <- msg:
 	default:
-		c.srv.metrics.slowConsumers.Add(1)
-		c.log.Warn("reply queue full; disconnecting slow client", "tag", "conn", "dir", "error")
-		c.close()
+		if !c.slow.Swap(true) {
+			c.srv.metrics.slowConsumers.Add(1)
+		}
+		c.markClosed()
 	}
 }
+
+// crowded reports whether the reply queue is more than half full. The
+// switchboard then refuses to queue there a notice that another session
+// would cause (a call is answered busy instead): only a client's own
+// commands and its own slowness can fill the rest and get it
+// disconnected as a slow consumer.
+func (c *commandConn) crowded() bool { return len(c.out) > cap(c.out)/2 }
 
 // setInCall records whether the session is in an answered call, for the
 // writer's probes. It never blocks; Server.mu is held.
@@ -126,14 +137,12 @@ func (c *commandConn) writeLoop() {
 		select {
 		case msg := <-c.out:
 			if msg == nil { // finish
-				c.close()
+				c.markClosed()
 				return
 			}
-			c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			c.gate.setWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 			if err := c.conn.WriteMessage(msg); err != nil {
-				c.srv.metrics.writeTimeouts.Add(1)
-				c.log.Debug("reply write failed", "tag", "conn", "dir", "error", "err", err)
-				c.close()
+				c.writeFailed("reply write failed", err)
 				return
 			}
 		case <-c.callChanged:
@@ -146,37 +155,81 @@ func (c *commandConn) writeLoop() {
 				probes, tick = nil, nil
 			}
 		case <-tick:
-			c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			c.gate.setWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 			if err := c.prober.Probe(); err != nil {
-				c.srv.metrics.unresponsive.Add(1)
-				c.log.Info("client unresponsive during a call; closing", "tag", "conn", "dir", "error", "err", err)
-				c.close()
+				if !c.gate.closed() {
+					c.srv.metrics.unresponsive.Add(1)
+					c.log.Info("client unresponsive during a call; closing", "tag", "conn", "dir", "error", "err", err)
+				}
+				c.markClosed()
 				return
 			}
-		case <-c.closed:
+		case <-c.gate.done:
 			return
 		}
 	}
 }
 
+// writeFailed ends the connection after a failed reply write. A write that
+// failed because the connection was marked closed is no failure.
+func (c *commandConn) writeFailed(what string, err error) {
+	if !c.gate.closed() {
+		c.srv.metrics.writeFailures.Add(1)
+		c.log.Debug(what, "tag", "conn", "dir", "error", "err", err)
+	}
+	c.markClosed()
+}
+
 // readLoop reads and runs commands until the connection fails or closes.
 // Before login the connection has LoginTimeout in all; after it, each
-// message must come within IdleTimeout of the last.
+// message must come within IdleTimeout of the last. Commands beyond the
+// rate limit are refused, and a sustained flood closes the connection.
 func (c *commandConn) readLoop(ctx context.Context) error {
-	c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.LoginTimeout))
+	c.gate.setReadDeadline(time.Now().Add(c.srv.cfg.LoginTimeout))
 	for {
 		msg, err := c.conn.ReadMessage()
 		if err != nil {
-			return err
+			return readError(c.gate, err)
 		}
 		if c.sess != nil {
-			c.conn.SetReadDeadline(c.srv.idleDeadline(c.conn))
+			c.gate.setReadDeadline(c.srv.idleDeadline(c.conn))
 		}
 		if wire.IsKeepalive(msg) {
 			continue
 		}
-		c.handle(ctx, msg)
+		switch c.limit.take(time.Now()) {
+		case allowed:
+			c.handle(ctx, msg)
+		case limited:
+			c.srv.metrics.rateLimited.Add(1)
+			c.invalid("over the command rate limit", nil)
+		case flooding:
+			c.srv.metrics.rateLimited.Add(1)
+			c.srv.metrics.flooders.Add(1)
+			log := c.log
+			if c.sess != nil {
+				log = c.sess.log
+			}
+			log.Warn("command flood; closing the sender's connection", "tag", "conn", "dir", "error",
+				"refused", c.limit.refused, "within", floodWindow)
+			return errFlood
+		}
 	}
+}
+
+// errFlood ends a connection that keeps sending over its rate limit.
+var errFlood = errors.New("command flood")
+
+// errMarked is why a read loop ends whose connection was marked closed.
+var errMarked = errors.New("closed by the server")
+
+// readError is err, or errMarked if g was shut: a read failed by the mark's
+// deadline is no idle timeout.
+func readError(g *gate, err error) error {
+	if g.closed() {
+		return errMarked
+	}
+	return err
 }
 
 // handle runs one command message.
@@ -202,7 +255,7 @@ func (c *commandConn) handle(ctx context.Context, msg []byte) {
 	default:
 		s.mu.Lock()
 		refusal := s.dispatchLocked(c.sess, cmd)
-		s.mu.Unlock()
+		s.unlock()
 		if refusal != "" {
 			c.invalid(cmd.Verb.String()+": "+refusal, nil)
 		}
@@ -243,18 +296,22 @@ func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 		return
 	}
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	switch {
+	case s.closing:
+		s.unlock()
 		s.metrics.login(LoginInvalid)
 		c.invalid("login while shutting down", ErrClosed)
 		return
+	case c.gate.closed(): // closed during the check: don't replace a live session with it
+		s.unlock()
+		return
 	}
 	c.sess = s.startSessionLocked(c, cmd.Arg)
-	s.mu.Unlock()
+	s.unlock()
 	s.metrics.loginsOK.Add(1)
 	s.metrics.login(LoginOK)
 	c.sess.log.Info("logged in", "tag", "login", "dir", "inbound")
-	c.conn.SetReadDeadline(s.idleDeadline(c.conn))
+	c.gate.setReadDeadline(s.idleDeadline(c.conn))
 }
 
 // idleDeadline is the read deadline of a logged-in channel: IdleTimeout
@@ -275,7 +332,7 @@ func (c *commandConn) ended(err error) {
 	s.mu.Lock()
 	wasLive := !c.sess.ended
 	s.endSessionLocked(c.sess)
-	s.mu.Unlock()
+	s.unlock()
 	if wasLive {
 		c.sess.log.Info("logged out", "tag", "login", "dir", "system", "reason", connEndReason(err))
 	}
@@ -287,6 +344,8 @@ func connEndReason(err error) string {
 	switch {
 	case err == nil:
 		return "closed"
+	case errors.Is(err, errFlood), errors.Is(err, errMarked):
+		return err.Error()
 	case errors.As(err, &te) && te.Timeout():
 		return "idle timeout"
 	default:

@@ -75,10 +75,10 @@ func (s *Server) retireIdle() int {
 			done = append(done, sess.cmd)
 		}
 	}
-	stray := s.strayConnsLocked()
+	s.closeStrayLocked()
 	left := s.calls
-	s.mu.Unlock()
-	finishAll(done, stray)
+	s.unlock()
+	finishAll(done)
 	return left
 }
 
@@ -105,18 +105,18 @@ func (s *Server) endCallsForShutdown() int {
 		sess.cmd.finishing.Store(true)
 		done = append(done, sess.cmd)
 	}
-	stray := s.strayConnsLocked()
-	s.mu.Unlock()
-	finishAll(done, stray)
+	s.closeStrayLocked()
+	s.unlock()
+	finishAll(done)
 	return n
 }
 
-// strayConnsLocked returns the open connections that belong to no live
+// closeStrayLocked marks closed the open connections that belong to no live
 // session and are no command channel closing after its last notices (see
 // commandConn.finish): not logged in yet, media not registered, or left
 // behind. (Callers mark the command channels they will finish before
 // they call it.)
-func (s *Server) strayConnsLocked() []transport.Conn {
+func (s *Server) closeStrayLocked() {
 	live := make(map[transport.Conn]bool, 2*len(s.sessions))
 	for _, sess := range s.sessions {
 		live[sess.cmd.conn] = true
@@ -124,28 +124,22 @@ func (s *Server) strayConnsLocked() []transport.Conn {
 			live[sess.media.conn] = true
 		}
 	}
-	var stray []transport.Conn
-	for c, cc := range s.conns {
-		if !live[c] && (cc == nil || !cc.finishing.Load()) {
-			stray = append(stray, c)
+	for c, t := range s.conns {
+		if !live[c] && (t.cmd == nil || !t.cmd.finishing.Load()) {
+			t.gate.close()
 		}
 	}
-	return stray
 }
 
-// finishAll closes the command channels once their queued replies are out,
-// and the stray connections at once. Call it without the lock.
-func finishAll(cmds []*commandConn, stray []transport.Conn) {
+// finishAll closes the command channels once their queued replies are out.
+func finishAll(cmds []*commandConn) {
 	for _, c := range cmds {
 		c.finish()
-	}
-	for _, c := range stray {
-		c.Close()
 	}
 }
 
 // closeAll gives the last notices up to flushWait to be written, then
-// closes every connection still open.
+// marks every connection still open closed (their goroutines close them).
 func (s *Server) closeAll() {
 	deadline := time.Now().Add(flushWait)
 	for time.Now().Before(deadline) {
@@ -158,14 +152,10 @@ func (s *Server) closeAll() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.mu.Lock()
-	conns := make([]transport.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
+	for _, t := range s.conns {
+		t.gate.close()
 	}
 	s.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
 }
 
 // LogOutRemoved ends the sessions of users that no longer exist (a reloaded
@@ -180,7 +170,7 @@ func (s *Server) LogOutRemoved() int {
 			gone = append(gone, sess)
 		}
 	}
-	s.mu.Unlock()
+	s.unlock()
 	for _, sess := range gone {
 		sess.log.Info("account removed from the users file; logged out", "tag", "login", "dir", "system")
 		sess.cmd.finish()

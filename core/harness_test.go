@@ -38,17 +38,28 @@ func (a fakeAccounts) Authenticate(ctx context.Context, name, password string) e
 }
 
 // fakeConn is one end of a client channel. The test writes to in and reads
-// from out; the core does the opposite.
+// from out; the core does the opposite. Its deadlines behave as net.Conn's:
+// a deadline set while a read or write blocks applies to it at once.
 type fakeConn struct {
 	in     chan []byte
 	out    chan []byte
 	origin string
 	dgram  bool
+	// pace, if set, is how long each write waits before it is taken: a
+	// client that reads slowly but steadily.
+	pace time.Duration
+	// closeGate, if set, makes Close block until it is closed, after the
+	// connection is shut (as quic-go's CloseWithError waits for the
+	// connection's run loop).
+	closeGate  chan struct{}
+	closeCalls atomic.Int64
 
-	once   sync.Once
-	closed chan struct{}
-	mu     sync.Mutex
-	rdl    time.Time
+	once    sync.Once
+	closed  chan struct{}
+	mu      sync.Mutex
+	rdl     time.Time
+	wdl     time.Time
+	changed chan struct{} // closed and replaced when a deadline changes
 
 	sent     atomic.Int64  // messages put
 	handled  atomic.Int64  // messages the core returned for more after
@@ -56,10 +67,16 @@ type fakeConn struct {
 	refused  atomic.Uint64 // the refusal code, if the core refused a registration
 }
 
-// put sends msg to the core.
-func (c *fakeConn) put(msg string) {
-	c.sent.Add(1)
-	c.in <- []byte(msg)
+// put sends msg to the core; it reports false if the connection closed
+// first.
+func (c *fakeConn) put(msg string) bool {
+	select {
+	case c.in <- []byte(msg):
+		c.sent.Add(1)
+		return true
+	case <-c.closed:
+		return false
+	}
 }
 
 // drained waits until the core has handled everything put on c: it has
@@ -70,7 +87,10 @@ func (c *fakeConn) drained(t *testing.T) {
 }
 
 func newFakeConn(origin string) *fakeConn {
-	return &fakeConn{in: make(chan []byte, 64), out: make(chan []byte, 256), origin: origin, closed: make(chan struct{})}
+	return &fakeConn{
+		in: make(chan []byte, 64), out: make(chan []byte, 256), origin: origin,
+		closed: make(chan struct{}), changed: make(chan struct{}),
+	}
 }
 
 type timeoutError struct{}
@@ -78,28 +98,55 @@ type timeoutError struct{}
 func (timeoutError) Error() string { return "i/o timeout" }
 func (timeoutError) Timeout() bool { return true }
 
-func (c *fakeConn) ReadMessage() ([]byte, error) {
+// deadline returns the deadline *dl, a timer channel for it (nil for none;
+// stop it with the returned func) and a channel closed when a deadline
+// changes. expired reports a deadline that has passed.
+func (c *fakeConn) deadline(dl *time.Time) (timer <-chan time.Time, stop func() bool, changed chan struct{}, expired bool) {
 	c.mu.Lock()
-	dl := c.rdl
+	d, changed := *dl, c.changed
 	c.mu.Unlock()
-	var timer <-chan time.Time
-	if !dl.IsZero() {
-		t := time.NewTimer(time.Until(dl))
-		defer t.Stop()
-		timer = t.C
+	if d.IsZero() {
+		return nil, func() bool { return false }, changed, false
 	}
+	wait := time.Until(d)
+	if wait <= 0 {
+		return nil, nil, changed, true
+	}
+	t := time.NewTimer(wait)
+	return t.C, t.Stop, changed, false
+}
+
+func (c *fakeConn) setDeadline(dl *time.Time, t time.Time) {
+	c.mu.Lock()
+	*dl = t
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *fakeConn) ReadMessage() ([]byte, error) {
 	if c.returned {
 		c.handled.Add(1)
 		c.returned = false
 	}
-	select {
-	case m := <-c.in:
-		c.returned = true
-		return m, nil
-	case <-c.closed:
-		return nil, io.EOF
-	case <-timer:
-		return nil, timeoutError{}
+	for {
+		timer, stop, changed, expired := c.deadline(&c.rdl)
+		if expired {
+			return nil, timeoutError{}
+		}
+		select {
+		case m := <-c.in:
+			stop()
+			c.returned = true
+			return m, nil
+		case <-c.closed:
+			stop()
+			return nil, io.EOF
+		case <-timer:
+			return nil, timeoutError{}
+		case <-changed:
+			stop()
+		}
 	}
 }
 
@@ -114,30 +161,49 @@ func (c *fakeConn) ReadMedia() ([]byte, error) {
 }
 
 func (c *fakeConn) WriteMessage(msg []byte) error {
-	select {
-	case <-c.closed:
-		return io.ErrClosedPipe
-	default:
+	msg = append([]byte(nil), msg...)
+	var paced <-chan time.Time
+	if c.pace > 0 {
+		t := time.NewTimer(c.pace)
+		defer t.Stop()
+		paced = t.C
 	}
-	select {
-	case c.out <- append([]byte(nil), msg...):
-		return nil
-	case <-c.closed:
-		return io.ErrClosedPipe
+	for {
+		if c.isClosed() {
+			return io.ErrClosedPipe
+		}
+		timer, stop, changed, expired := c.deadline(&c.wdl)
+		if expired {
+			return timeoutError{}
+		}
+		out := c.out
+		if paced != nil {
+			out = nil // not yet taken
+		}
+		select {
+		case <-paced:
+			stop()
+			paced = nil
+		case out <- msg:
+			stop()
+			return nil
+		case <-c.closed:
+			stop()
+			return io.ErrClosedPipe
+		case <-timer:
+			return timeoutError{}
+		case <-changed:
+			stop()
+		}
 	}
 }
 
 func (c *fakeConn) WriteMedia(p []byte) error { return c.WriteMessage(p) }
 
-func (c *fakeConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.rdl = t
-	c.mu.Unlock()
-	return nil
-}
-func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
-func (c *fakeConn) RemoteAddr() netip.AddrPort       { return netip.MustParseAddrPort("192.0.2.1:1") }
-func (c *fakeConn) Origin() any                      { return c.origin }
+func (c *fakeConn) SetReadDeadline(t time.Time) error  { c.setDeadline(&c.rdl, t); return nil }
+func (c *fakeConn) SetWriteDeadline(t time.Time) error { c.setDeadline(&c.wdl, t); return nil }
+func (c *fakeConn) RemoteAddr() netip.AddrPort         { return netip.MustParseAddrPort("192.0.2.1:1") }
+func (c *fakeConn) Origin() any                        { return c.origin }
 func (c *fakeConn) EnableDatagrams() error {
 	if !c.dgram {
 		return errors.New("no datagrams")
@@ -150,7 +216,19 @@ func (c *fakeConn) Refuse(r transport.Refusal) {
 	c.Close()
 }
 
-func (c *fakeConn) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *fakeConn) Close() error {
+	c.closeCalls.Add(1)
+	c.shut()
+	if c.closeGate != nil {
+		<-c.closeGate
+	}
+	return nil
+}
+
+// shut ends the connection as its peer going away would: reads and
+// writes fail. It never blocks.
+func (c *fakeConn) shut() { c.once.Do(func() { close(c.closed) }) }
+
 func (c *fakeConn) isClosed() bool {
 	select {
 	case <-c.closed:
@@ -168,7 +246,7 @@ type harness struct {
 	now time.Time
 }
 
-var testAccounts = fakeAccounts{"alice": "a", "bob": "b", "carol": "c"}
+var testAccounts = fakeAccounts{"alice": "a", "bob": "b", "carol": "c", "dave": "d", "erin": "e"}
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	return newHarnessWith(t, cfg, testAccounts)
@@ -176,17 +254,27 @@ func newHarness(t *testing.T, cfg Config) *harness {
 
 // newHarnessWith is newHarness serving accts.
 func newHarnessWith(t *testing.T, cfg Config, accts Accounts) *harness {
-	h := &harness{t: t}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	return newHarnessLog(t, cfg, accts, log)
+}
+
+// newHarnessLog is newHarnessWith logging to log.
+func newHarnessLog(t *testing.T, cfg Config, accts Accounts, log *slog.Logger) *harness {
+	h := &harness{t: t}
 	h.srv = New(cfg, accts, log)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // don't wait for calls to end
 		h.srv.Shutdown(ctx)
 		h.wg.Wait()
+		h.srv.mu.Lock()
+		defer h.srv.mu.Unlock()
+		if len(h.srv.logq) > 0 {
+			t.Errorf("log lines queued under the lock and never written: %v", h.srv.logq)
+		}
 	})
 	return h
 }
@@ -201,20 +289,40 @@ type client struct {
 }
 
 func (h *harness) connect(origin string) *client {
-	c := &client{h: h, cmd: newFakeConn(origin)}
-	h.wg.Go(func() { h.srv.ServeCommand(context.Background(), c.cmd) })
+	return h.connectConn(newFakeConn(origin), nil)
+}
+
+// connectConn serves cmd as a command channel; conn, if not nil, is what
+// the core is handed (a wrapper of cmd).
+func (h *harness) connectConn(cmd *fakeConn, conn transport.Conn) *client {
+	if conn == nil {
+		conn = cmd
+	}
+	c := &client{h: h, cmd: cmd}
+	h.wg.Go(func() { h.srv.ServeCommand(context.Background(), conn) })
 	return c
 }
 
 // login connects, logs user in and registers media.
 func (h *harness) login(user string) *client {
 	h.t.Helper()
-	c := h.connect("ip-" + user)
+	return h.loginWith(user, func(*fakeConn) {})
+}
+
+// loginWith is login with both of the client's connections set up by
+// prep before use.
+func (h *harness) loginWith(user string, prep func(*fakeConn)) *client {
+	h.t.Helper()
+	cmd := newFakeConn("ip-" + user)
+	prep(cmd)
+	c := h.connectConn(cmd, nil)
 	c.user = user
 	c.say("login", user, testAccounts[user])
 	f := c.expect("resp|login|")
 	c.sid = f[3]
-	c.registerMedia()
+	m := newFakeConn(c.cmd.origin)
+	prep(m)
+	c.registerMediaConn(m, m)
 	return c
 }
 

@@ -13,13 +13,17 @@ import (
 	"github.com/dtcall/dtcall/wire"
 )
 
+// This file registers media connections and binds them to their sessions;
+// relay.go carries the frames.
+
 // mediaEndpoint is one registered media connection. Its read loop hands what
-// it reads to the peer (see delivery.go); its write loop writes what was
-// queued toward it.
+// it reads to the peer; its write loop writes what was queued toward it
+// (see relay.go).
 type mediaEndpoint struct {
 	srv      *Server
 	sess     *Session
 	conn     transport.MediaConn
+	gate     *gate // conn's closed mark; only ServeMedia closes conn
 	log      *slog.Logger
 	datagram bool                // QUIC datagram mode: chunks are never merged
 	queue    chan *chunk         // toward this client; drop-oldest when full
@@ -34,25 +38,31 @@ type mediaEndpoint struct {
 	wmu           sync.Mutex
 	writeDeadline time.Time // guarded by wmu
 
-	closeOnce sync.Once
-	closed    chan struct{}
+	writeErr atomic.Pointer[error] // the failed write that closed ep, logged by ServeMedia
 }
 
 // ServeMedia serves one media connection: it waits for the registration,
 // binds the connection to its session, then relays until the connection
 // ends. A refused registration ends the connection with the reason (nothing
-// would ever be relayed on it). ServeMedia closes c.
+// would ever be relayed on it). ServeMedia closes c, with no lock held:
+// whoever else ends the connection only marks it closed.
 func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
-	if !s.track(c, nil) {
+	g := newGate(c)
+	if !s.track(c, g, nil) {
 		c.Close()
 		return
 	}
 	defer s.untrack(c)
-	stop := context.AfterFunc(ctx, func() { c.Close() })
+	// Under mu, like every mark before the endpoint is bound (see bind).
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		g.close()
+		s.mu.Unlock()
+	})
 	defer stop()
 
 	log := s.log.With("peer", c.RemoteAddr().Addr().String())
-	ep, err := s.register(c, log)
+	ep, err := s.register(c, g, log)
 	if err != nil {
 		log.Info("media registration refused", "tag", "media", "dir", "inbound", "why", err)
 		var r transport.Refusal
@@ -66,21 +76,35 @@ func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
 	var wg sync.WaitGroup
 	wg.Go(ep.writeLoop)
 	err = ep.readLoop()
-	ep.close()
+	g.close()
+	if werr := ep.writeErr.Load(); werr != nil {
+		ep.log.Info("media write failed; closed the receiver's media", "tag", "media", "dir", "error", "err", *werr)
+	}
+	s.mediaEnded(ep, err) // first: the call's grace starts at once, however long Close takes
+	c.Close()             // also ends a write that ignores deadlines
 	wg.Wait()
-	s.mediaEnded(ep, err)
+	ep.discardQueued()
 }
 
-// register reads the registration message (skipping keepalives) within
-// LoginTimeout and binds c to its session. A refusal is returned as a
-// transport.Refusal.
-func (s *Server) register(c transport.MediaConn, log *slog.Logger) (*mediaEndpoint, error) {
-	c.SetReadDeadline(time.Now().Add(s.cfg.LoginTimeout))
+// register reads c's registration and binds c to its session. A refusal
+// is returned as a transport.Refusal.
+func (s *Server) register(c transport.MediaConn, g *gate, log *slog.Logger) (*mediaEndpoint, error) {
+	reg, err := s.readRegistration(c, g)
+	if err != nil {
+		return nil, err
+	}
+	return s.bind(c, g, reg, log)
+}
+
+// readRegistration reads the registration message (skipping keepalives)
+// within LoginTimeout and parses it.
+func (s *Server) readRegistration(c transport.MediaConn, g *gate) (wire.Registration, error) {
+	g.setReadDeadline(time.Now().Add(s.cfg.LoginTimeout))
 	var msg []byte
 	for {
 		var err error
 		if msg, err = c.ReadMessage(); err != nil {
-			return nil, fmt.Errorf("read registration: %w", err)
+			return wire.Registration{}, fmt.Errorf("read registration: %w", readError(g, err))
 		}
 		if !wire.IsKeepalive(msg) {
 			break
@@ -89,21 +113,26 @@ func (s *Server) register(c transport.MediaConn, log *slog.Logger) (*mediaEndpoi
 	reg, err := wire.ParseRegistration(msg)
 	switch {
 	case err != nil:
-		return nil, transport.RefuseMalformed
+		return reg, transport.RefuseMalformed
 	case !s.fresh(reg.Time):
-		return nil, transport.RefuseStale
+		return reg, transport.RefuseStale
 	}
-	ep := &mediaEndpoint{
-		srv:      s,
-		conn:     c,
-		datagram: reg.Datagram,
-		queue:    make(chan *chunk, s.cfg.MediaQueue),
-		closed:   make(chan struct{}),
-	}
+	return reg, nil
+}
+
+// bind makes c, registered by reg, the media endpoint of reg's session,
+// switching it to datagram mode if reg asks. Until it is bound, c's gate
+// is only closed under mu: closing sets a read deadline, which QUIC's
+// media stream applies to the stream or to datagrams depending on a mode
+// EnableDatagrams switches without a lock of its own, and a deadline set
+// before the switch would be lost.
+func (s *Server) bind(c transport.MediaConn, g *gate, reg wire.Registration, log *slog.Logger) (*mediaEndpoint, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	sess := s.sessions[reg.Session]
 	switch {
+	case g.closed():
+		return nil, ErrClosed
 	case sess == nil || sess.ended:
 		return nil, transport.RefuseSession
 	case sess.cmd.conn.Origin() != c.Origin():
@@ -111,20 +140,27 @@ func (s *Server) register(c transport.MediaConn, log *slog.Logger) (*mediaEndpoi
 	case reg.Datagram && c.EnableDatagrams() != nil:
 		return nil, transport.RefuseDatagrams
 	}
+	ep := &mediaEndpoint{
+		srv:      s,
+		sess:     sess,
+		conn:     c,
+		gate:     g,
+		log:      sess.log.With("peer", c.RemoteAddr().Addr().String(), "datagram", reg.Datagram),
+		datagram: reg.Datagram,
+		queue:    make(chan *chunk, s.cfg.MediaQueue),
+	}
 	if tw, ok := c.(transport.TryWriter); ok && !reg.Datagram {
 		ep.direct = tw
 	}
-	ep.sess = sess
-	ep.log = sess.log.With("peer", c.RemoteAddr().Addr().String(), "datagram", reg.Datagram)
 	s.bindMediaLocked(sess, ep)
 	return ep, nil
 }
 
-// bindMediaLocked makes ep sess's media endpoint, closing the one it
-// replaces. A call in progress carries on over the new endpoint.
+// bindMediaLocked makes ep sess's media endpoint, marking the one it
+// replaces closed. A call in progress carries on over the new endpoint.
 func (s *Server) bindMediaLocked(sess *Session, ep *mediaEndpoint) {
 	if old := sess.media; old != nil {
-		old.close()
+		old.gate.close()
 	}
 	sess.media = ep
 	sess.mediaNow.Store(ep)
@@ -132,7 +168,7 @@ func (s *Server) bindMediaLocked(sess *Session, ep *mediaEndpoint) {
 		sess.lossTimer.Stop()
 		sess.lossTimer = nil
 	}
-	ep.log.Info("media registered", "tag", "media", "dir", "inbound")
+	s.logLocked(ep.log, slog.LevelInfo, "media registered", "tag", "media", "dir", "inbound")
 }
 
 func (s *Server) unbindMediaLocked(sess *Session) {
@@ -145,67 +181,22 @@ func (s *Server) unbindMediaLocked(sess *Session) {
 // MediaLossGrace unless the call ended or new media registered meanwhile.
 func (s *Server) mediaEnded(ep *mediaEndpoint, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	sess := ep.sess
 	if sess.media != ep {
 		return // replaced, or the session ended
 	}
 	s.unbindMediaLocked(sess)
-	ep.log.Info("media connection closed", "tag", "media", "dir", "system", "reason", connEndReason(err))
+	s.logLocked(ep.log, slog.LevelInfo, "media connection closed", "tag", "media", "dir", "system", "reason", connEndReason(err))
 	if sess.call == nil || sess.ended {
 		return
 	}
 	c := sess.call
 	sess.lossTimer = time.AfterFunc(s.cfg.MediaLossGrace, func() {
 		s.mu.Lock()
-		defer s.mu.Unlock()
+		defer s.unlock()
 		if sess.call == c && sess.media == nil && !sess.ended {
 			s.leaveCallLocked(sess)
 		}
 	})
-}
-
-// close closes the connection; both loops then end. Idempotent.
-func (ep *mediaEndpoint) close() {
-	ep.closeOnce.Do(func() {
-		close(ep.closed)
-		ep.conn.Close()
-	})
-}
-
-// readLoop relays what the client sends to its call partner, or discards it
-// while there is no answered call. The read deadline is pushed forward at
-// most every IdleTimeout/4 so that a busy call does not reset a timer per
-// frame. A KeptAlive channel has none: the registration's deadline is
-// cleared and its transport notices a vanished peer.
-func (ep *mediaEndpoint) readLoop() error {
-	s := ep.srv
-	_, keptAlive := ep.conn.(transport.KeptAlive)
-	if keptAlive {
-		ep.conn.SetReadDeadline(time.Time{})
-	}
-	var deadline time.Time
-	for {
-		if now := time.Now(); !keptAlive && deadline.Sub(now) < s.cfg.IdleTimeout*3/4 {
-			deadline = now.Add(s.cfg.IdleTimeout)
-			ep.conn.SetReadDeadline(deadline)
-		}
-		msg, err := ep.conn.ReadMedia()
-		if err != nil {
-			return err
-		}
-		s.metrics.mediaBytesIn.Add(int64(len(msg)))
-		peer := ep.sess.relayTo.Load()
-		if peer == nil || ep.sess.mediaNow.Load() != ep {
-			continue // not in an answered call: discard
-		}
-		dst := peer.mediaNow.Load()
-		if dst == nil {
-			s.metrics.drop(DropPeerGone)
-			continue
-		}
-		if !dst.writeDirect(msg) {
-			dst.enqueue(newChunk(msg))
-		}
-	}
 }

@@ -17,10 +17,11 @@ const (
 	DropQueueTail                    // new chunk dropped: queue still full
 	DropPeerGone                     // the peer has no media connection
 	DropWriteError                   // lost with a failed or timed-out write
+	DropGone                         // left queued when the receiver's media connection closed
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"queue_head", "queue_tail", "peer_gone", "write_error"}
+var dropReasonNames = [numDropReasons]string{"queue_head", "queue_tail", "peer_gone", "write_error", "gone"}
 
 func (r DropReason) String() string { return dropReasonNames[r] }
 
@@ -125,8 +126,11 @@ type metrics struct {
 	callsStarted    atomic.Int64
 	mediaBytesIn    atomic.Int64
 	mediaBytesOut   atomic.Int64
-	writeTimeouts   atomic.Int64
+	writeFailures   atomic.Int64
 	slowConsumers   atomic.Int64
+	rateLimited     atomic.Int64
+	flooders        atomic.Int64
+	crowded         atomic.Int64
 	unresponsive    atomic.Int64
 	directWrites    atomic.Int64
 	drops           [numDropReasons]atomic.Int64
@@ -166,8 +170,11 @@ type Stats struct {
 	CallsStarted    int64            // calls answered since start
 	MediaBytesIn    int64            // media bytes read from clients
 	MediaBytesOut   int64            // media bytes written to clients
-	WriteTimeouts   int64            // reply or media writes that failed
+	WriteFailures   int64            // reply or media writes that failed or timed out
 	SlowConsumers   int64            // clients cut off for a full reply queue
+	RateLimited     int64            // commands refused for the rate limit (answered invalid, but the one that closes a flood)
+	Flooders        int64            // connections closed for a sustained command flood
+	CrowdedBusy     int64            // calls answered busy: the callee's reply queue was over half full
 	Unresponsive    int64            // clients closed: silent during a call (transport.Prober)
 	DirectWrites    int64            // media writes made by the sender's goroutine
 	Drops           map[string]int64 // media chunks dropped, by reason
@@ -191,8 +198,11 @@ func (s *Server) Stats() Stats {
 		CallsStarted:    m.callsStarted.Load(),
 		MediaBytesIn:    m.mediaBytesIn.Load(),
 		MediaBytesOut:   m.mediaBytesOut.Load(),
-		WriteTimeouts:   m.writeTimeouts.Load(),
+		WriteFailures:   m.writeFailures.Load(),
 		SlowConsumers:   m.slowConsumers.Load(),
+		RateLimited:     m.rateLimited.Load(),
+		Flooders:        m.flooders.Load(),
+		CrowdedBusy:     m.crowded.Load(),
 		Unresponsive:    m.unresponsive.Load(),
 		DirectWrites:    m.directWrites.Load(),
 		Drops:           make(map[string]int64, numDropReasons),

@@ -57,6 +57,16 @@ type Config struct {
 	// "end" sent just before closing the media socket win the race, and a
 	// quick re-registration keep the call. Default 300 ms.
 	MediaLossGrace time.Duration
+	// CommandBurst and CommandRate limit the commands one connection may
+	// send (a token bucket, as Mumble's messageburst and messagelimit):
+	// CommandBurst at once, then CommandRate a second. Keepalives do not
+	// count. A command over the limit is answered invalid; a connection
+	// that keeps flooding (floodFactor × CommandBurst refused within
+	// floodWindow) is closed. A phone sends a handful of commands per call
+	// and scripted test clients about 25 in a second, well under the
+	// defaults: a burst of 40, then 10 a second.
+	CommandBurst int
+	CommandRate  int
 	// Directory records who is online where. Default: in memory, this node.
 	Directory Directory
 	// Now is the clock. Default time.Now.
@@ -81,6 +91,12 @@ func (c *Config) setDefaults() {
 	if c.ReplyQueue <= 0 {
 		c.ReplyQueue = 64
 	}
+	if c.CommandBurst <= 0 {
+		c.CommandBurst = 40
+	}
+	if c.CommandRate <= 0 {
+		c.CommandRate = 10
+	}
 	if c.Directory == nil {
 		c.Directory = NewMemoryDirectory()
 	}
@@ -99,12 +115,46 @@ type Server struct {
 	window   atomic.Int64 // Config.Window in seconds; SetWindow changes it
 
 	// mu guards everything below and the call state of every Session. No
-	// I/O happens under it: replies are queued, never written.
+	// I/O happens under it: replies are queued, never written; connections
+	// are only marked closed (see gate.go); log lines are queued in logq
+	// and written by unlock after it lets go.
 	mu       sync.Mutex
 	sessions map[wire.SessionID]*Session
-	conns    map[transport.Conn]*commandConn // open connections (nil: media), closed by Shutdown
-	calls    int                             // active (answered) calls
-	closing  bool                            // draining: no new logins or calls (see drain.go)
+	conns    map[transport.Conn]tracked // open connections, marked closed by Shutdown
+	calls    int                        // active (answered) calls
+	closing  bool                       // draining: no new logins or calls (see drain.go)
+	logq     []logLine                  // written by unlock
+}
+
+// tracked is an open connection's closed mark and, for a command channel,
+// its commandConn (nil for media).
+type tracked struct {
+	gate *gate
+	cmd  *commandConn
+}
+
+// logLine is a log record decided under mu, written after mu is released.
+type logLine struct {
+	log   *slog.Logger
+	level slog.Level
+	msg   string
+	args  []any
+}
+
+// logLocked queues a log line for unlock to write. mu must be held.
+func (s *Server) logLocked(log *slog.Logger, level slog.Level, msg string, args ...any) {
+	s.logq = append(s.logq, logLine{log, level, msg, args})
+}
+
+// unlock releases mu, then writes the log lines queued under it, in order.
+// A slow log sink slows only the goroutine that unlocks, never the others.
+func (s *Server) unlock() {
+	q := s.logq
+	s.logq = nil
+	s.mu.Unlock()
+	for _, l := range q {
+		l.log.Log(context.Background(), l.level, l.msg, l.args...)
+	}
 }
 
 var _ transport.Handler = (*Server)(nil)
@@ -120,7 +170,7 @@ func New(cfg Config, accounts Accounts, log *slog.Logger) *Server {
 		log:      log,
 		accounts: accounts,
 		sessions: make(map[wire.SessionID]*Session),
-		conns:    make(map[transport.Conn]*commandConn),
+		conns:    make(map[transport.Conn]tracked),
 	}
 	s.SetWindow(cfg.Window)
 	return s
@@ -144,16 +194,16 @@ func (s *Server) fresh(ts int64) bool {
 	return d >= -w && d <= w
 }
 
-// track records an open connection, and its commandConn for a command
-// channel (nil for media), so that Shutdown can end it. It refuses
-// connections once the server is closing.
-func (s *Server) track(c transport.Conn, cc *commandConn) bool {
+// track records an open connection with its closed mark, and its
+// commandConn for a command channel (nil for media), so that Shutdown can
+// end it. It refuses connections once the server is closing.
+func (s *Server) track(c transport.Conn, g *gate, cc *commandConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
 	}
-	s.conns[c] = cc
+	s.conns[c] = tracked{gate: g, cmd: cc}
 	return true
 }
 

@@ -47,9 +47,14 @@ func (c *call) other(s *Session) *Session {
 // send queues msg for s's command connection.
 func (s *Session) send(msg []byte) { s.cmd.send(msg) }
 
+// crowded reports whether s's reply queue is too full to take a notice
+// that another session causes; see commandConn.crowded.
+func (s *Session) crowded() bool { return s.cmd.crowded() }
+
 // startSessionLocked logs user in on c: a new session with a fresh id,
 // replacing (and disconnecting) any session the user already had, and the
-// login reply queued to c.
+// login reply queued to c. The old session's connections are marked
+// closed; their goroutines close them.
 func (s *Server) startSessionLocked(c *commandConn, user string) *Session {
 	sess := &Session{
 		id:    s.newSessionIDLocked(),
@@ -60,9 +65,9 @@ func (s *Server) startSessionLocked(c *commandConn, user string) *Session {
 	sess.log = c.log.With("user", user, "sess", sess.id)
 	if oldID, ok := s.cfg.Directory.Register(user, sess.id); ok {
 		if old := s.sessions[oldID]; old != nil {
-			old.log.Info("logged in again elsewhere; closing the old connections", "tag", "login", "dir", "system")
+			s.logLocked(old.log, slog.LevelInfo, "logged in again elsewhere; closing the old connections", "tag", "login", "dir", "system")
 			s.endSessionLocked(old)
-			old.cmd.close()
+			old.cmd.markClosed()
 		}
 	}
 	s.sessions[sess.id] = sess
@@ -73,8 +78,8 @@ func (s *Server) startSessionLocked(c *commandConn, user string) *Session {
 }
 
 // endSessionLocked ends sess: its call (the other party is told), its media
-// endpoint, its directory entry. The command connection is left to its
-// owner. Ending an ended session does nothing.
+// endpoint (marked closed), its directory entry. The command connection is
+// left to its owner. Ending an ended session does nothing.
 func (s *Server) endSessionLocked(sess *Session) {
 	if sess.ended {
 		return
@@ -88,7 +93,7 @@ func (s *Server) endSessionLocked(sess *Session) {
 	}
 	if ep := sess.media; ep != nil {
 		s.unbindMediaLocked(sess)
-		ep.close()
+		ep.gate.close()
 	}
 	s.cfg.Directory.Unregister(sess.user, sess.id)
 	delete(s.sessions, sess.id)

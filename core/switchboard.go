@@ -1,9 +1,22 @@
 package core
 
-import "github.com/dtcall/dtcall/wire"
+import (
+	"log/slog"
+
+	"github.com/dtcall/dtcall/wire"
+)
 
 // This file is the call state machine. Every function here runs with
-// Server.mu held, does no I/O, and tells parties by queueing replies.
+// Server.mu held, does no I/O, tells parties by queueing replies and logs
+// through logLocked (the lines are written once the lock is released).
+//
+// The notices one session causes for another are bounded: a session is in
+// one call at a time, each call brings it at most two notices that the
+// other party causes (ring|incoming then call|end or ring|timeout, or
+// call|start then call|end or call|drop), and a call to a session whose
+// reply queue is more than half full is answered busy.
+// So another session cannot fill a client's reply queue and get it cut off
+// as a slow consumer.
 //
 // A session is idle (call == nil), ringing (call not answered; caller or
 // callee) or in a call (call answered). Transitions:
@@ -60,12 +73,16 @@ func (s *Server) placeCallLocked(caller *Session, callee string) string {
 	case other.call != nil:
 		s.metrics.call(CallBusy)
 		caller.send(wire.Reply(now, wire.KindRing, wire.SubBusy, callee))
+	case other.crowded():
+		s.metrics.call(CallBusy)
+		s.metrics.crowded.Add(1)
+		caller.send(wire.Reply(now, wire.KindRing, wire.SubBusy, callee))
 	default:
 		c := &call{caller: caller, callee: other}
 		caller.call, other.call = c, c
 		caller.send(wire.Reply(now, wire.KindRing, wire.SubAvailable, callee))
 		other.send(wire.Reply(now, wire.KindRing, wire.SubIncoming, caller.user))
-		caller.log.Info("ringing", "tag", "call", "dir", "inbound", "callee", callee)
+		s.logLocked(caller.log, slog.LevelInfo, "ringing", "tag", "call", "dir", "inbound", "callee", callee)
 	}
 	return ""
 }
@@ -107,7 +124,7 @@ func (s *Server) acceptLocked(callee *Session, caller string) string {
 	now := s.now()
 	c.caller.send(wire.Reply(now, wire.KindCall, wire.SubStart, callee.user))
 	c.callee.send(wire.Reply(now, wire.KindCall, wire.SubStart, caller))
-	callee.log.Info("call started", "tag", "call", "dir", "inbound", "caller", caller)
+	s.logLocked(callee.log, slog.LevelInfo, "call started", "tag", "call", "dir", "inbound", "caller", caller)
 	return ""
 }
 
@@ -145,7 +162,7 @@ func (s *Server) hangUpLocked(sess *Session, other string) string {
 	s.clearCallLocked(c)
 	s.countEndLocked(c, EndHangup)
 	c.other(sess).send(wire.Reply(s.now(), wire.KindCall, wire.SubEnd, sess.user))
-	sess.log.Info("call ended", "tag", "call", "dir", "inbound", "peer_user", other)
+	s.logLocked(sess.log, slog.LevelInfo, "call ended", "tag", "call", "dir", "inbound", "peer_user", other)
 	return ""
 }
 
@@ -161,7 +178,7 @@ func (s *Server) leaveCallLocked(sess *Session) {
 	} else {
 		other.send(wire.Reply(s.now(), wire.KindCall, wire.SubEnd, sess.user))
 	}
-	other.log.Info("call partner left", "tag", "call", "dir", "system", "peer_user", sess.user, "answered", c.answered)
+	s.logLocked(other.log, slog.LevelInfo, "call partner left", "tag", "call", "dir", "system", "peer_user", sess.user, "answered", c.answered)
 }
 
 // clearCallLocked returns both parties of c to idle and stops the relay.

@@ -13,7 +13,11 @@ import (
 // one TLS record) or a QUIC stream (a message is one line). Implementations
 // allow one goroutine in ReadMessage/ReadMedia and another in
 // WriteMessage/WriteMedia at the same time; Close may be called from any
-// goroutine, any number of times, and unblocks both.
+// goroutine, any number of times, and unblocks both. SetReadDeadline and
+// SetWriteDeadline may be called from any goroutine at any time, never
+// block, and a deadline in the past fails a blocked read or write at once:
+// the core marks a connection closed that way, under its lock, and leaves
+// Close (which may wait) to the goroutine that serves the connection.
 type Conn interface {
 	// ReadMessage blocks until the next message arrives and returns it
 	// without framing. The slice is valid until the next read.

@@ -49,6 +49,9 @@ type Config struct {
 	KeepAlive time.Duration
 	// "idle": a QUIC connection that hears nothing for this long is closed.
 	Idle time.Duration
+	// "command_burst", "command_rate": the per-connection command rate
+	// limit (core.Config.CommandBurst, CommandRate); 0 = the core's default.
+	CommandBurst, CommandRate int
 
 	File string // the config file that was loaded, "" if none
 }

@@ -118,7 +118,7 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descDraining, draining)
 	counter(descSlowConsumers, st.SlowConsumers)
 	counter(descUnresponsive, st.Unresponsive)
-	counter(descWriteFailures, st.WriteTimeouts)
+	counter(descWriteFailures, st.WriteFailures)
 	gauge(descQueueDelay, time.Duration(st.MaxQueueDelayNs).Seconds())
 }
 

@@ -49,7 +49,9 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		return err
 	}
 	s.store = accounts.NewStore(users, 0)
-	s.calls = core.New(core.Config{Window: cfg.Window}, s.store, log)
+	s.calls = core.New(core.Config{
+		Window: cfg.Window, CommandBurst: cfg.CommandBurst, CommandRate: cfg.CommandRate,
+	}, s.store, log)
 	if s.legacy, err = tcp.New(certs.legacy(cfg), s.calls, log); err != nil {
 		return err
 	}
@@ -190,7 +192,7 @@ func reportStats(stop <-chan struct{}, log *slog.Logger, calls *core.Server, mod
 				"sessions", st.Sessions, "calls", st.ActiveCalls, "calls_started", st.CallsStarted,
 				"logins_ok", st.LoginsOK, "logins_refused", st.LoginsRefused, "invalid", st.Invalid,
 				"media_in", st.MediaBytesIn, "media_out", st.MediaBytesOut, "drops", st.Drops,
-				"write_timeouts", st.WriteTimeouts, "slow_consumers", st.SlowConsumers, "direct_writes", st.DirectWrites,
+				"write_failures", st.WriteFailures, "slow_consumers", st.SlowConsumers, "direct_writes", st.DirectWrites,
 				"max_queue_delay", time.Duration(st.MaxQueueDelayNs),
 				"quic_datagrams_dropped", modern.Stats().DatagramsDropped)
 		}

@@ -79,6 +79,11 @@ var settings = []setting{
 		func(c *Config) *time.Duration { return &c.KeepAlive }),
 	durationSetting("idle", "QUIC idle timeout: close a connection silent this long (default 60s)",
 		func(c *Config) *time.Duration { return &c.Idle }),
+	countSetting("command_burst", "commands a connection may send at once before the rate limit applies (default 40)",
+		func(c *Config) *int { return &c.CommandBurst }),
+	countSetting("command_rate", "commands a second a connection may send after its burst; over it a command is "+
+		"refused, and a sustained flood closes the connection (default 10)",
+		func(c *Config) *int { return &c.CommandRate }),
 }
 
 // settingFor returns the setting of key.
@@ -204,6 +209,20 @@ func durationSetting(key, usage string, field func(*Config) *time.Duration) sett
 	}
 	get := func(c *Config) any { return *field(c) }
 	return setting{key: key, arg: "duration", usage: usage, set: set, get: get}
+}
+
+// countSetting is a setting holding a positive whole number.
+func countSetting(key, usage string, field func(*Config) *int) setting {
+	set := func(c *Config, v any) error {
+		n, ok := toInt(v)
+		if !ok || n < 1 || n > math.MaxInt32 {
+			return fmt.Errorf("%s is not a positive whole number", show(v))
+		}
+		*field(c) = int(n)
+		return nil
+	}
+	get := func(c *Config) any { return *field(c) }
+	return setting{key: key, arg: "number", usage: usage, set: set, get: get}
 }
 
 // toDuration converts a duration string or a number of seconds.

@@ -6,19 +6,62 @@ import (
 	"github.com/dtcall/dtcall/transport"
 )
 
-// How media reaches a receiver. A sender's read loop writes a frame
-// directly when the receiver's connection can take it at once and nothing
-// is waiting; otherwise the frame joins the receiver's drop-oldest queue,
-// which the receiver's write loop drains. Either way the sender never
-// waits for the receiver.
+// This file is the relay's per-frame path. A sender's read loop writes a
+// frame directly when the receiver's connection can take it at once and
+// nothing is waiting; otherwise the frame joins the receiver's drop-oldest
+// queue, which the receiver's write loop drains. Either way the sender
+// never waits for the receiver. Nothing here takes Server.mu.
+
+// readLoop relays what the client sends to its call partner, or discards it
+// while there is no answered call. The read deadline is pushed forward at
+// most every IdleTimeout/4 so that a busy call does not reset a timer per
+// frame. A KeptAlive channel has none: the registration's deadline is
+// cleared and its transport notices a vanished peer.
+func (ep *mediaEndpoint) readLoop() error {
+	s := ep.srv
+	_, keptAlive := ep.conn.(transport.KeptAlive)
+	if keptAlive {
+		ep.gate.setReadDeadline(time.Time{})
+	}
+	var deadline time.Time
+	for {
+		if now := time.Now(); !keptAlive && deadline.Sub(now) < s.cfg.IdleTimeout*3/4 {
+			deadline = now.Add(s.cfg.IdleTimeout)
+			ep.gate.setReadDeadline(deadline)
+		}
+		msg, err := ep.conn.ReadMedia()
+		if err != nil {
+			return readError(ep.gate, err)
+		}
+		s.metrics.mediaBytesIn.Add(int64(len(msg)))
+		peer := ep.sess.relayTo.Load()
+		if peer == nil || ep.sess.mediaNow.Load() != ep {
+			continue // not in an answered call: discard
+		}
+		dst := peer.mediaNow.Load()
+		if dst == nil {
+			s.metrics.drop(DropPeerGone)
+			continue
+		}
+		if !dst.writeDirect(msg) {
+			dst.enqueue(newChunk(msg))
+		}
+	}
+}
 
 // enqueue queues c toward this endpoint's client. It never blocks: when the
 // queue is full the oldest chunk goes (late voice is worse than lost voice),
-// and if it is still full the new one does.
+// and if it is still full the new one does. Toward an endpoint that is
+// closed, c is gone.
 func (ep *mediaEndpoint) enqueue(c *chunk) {
 	ep.unwritten.Add(1)
+	if ep.gate.closed() {
+		ep.dropGone(c)
+		return
+	}
 	select {
 	case ep.queue <- c:
+		ep.checkGone()
 		return
 	default:
 	}
@@ -31,6 +74,7 @@ func (ep *mediaEndpoint) enqueue(c *chunk) {
 	}
 	select {
 	case ep.queue <- c:
+		ep.checkGone()
 	default:
 		ep.srv.metrics.drop(DropQueueTail)
 		ep.unwritten.Add(-1)
@@ -38,10 +82,39 @@ func (ep *mediaEndpoint) enqueue(c *chunk) {
 	}
 }
 
+// checkGone empties the queue if the endpoint closed while a chunk went in:
+// its write loop and ServeMedia may have emptied it already.
+func (ep *mediaEndpoint) checkGone() {
+	if ep.gate.closed() {
+		ep.discardQueued()
+	}
+}
+
+// discardQueued drops every chunk in the queue as gone: the client will
+// never get them.
+func (ep *mediaEndpoint) discardQueued() {
+	for {
+		select {
+		case c := <-ep.queue:
+			ep.dropGone(c)
+		default:
+			return
+		}
+	}
+}
+
+// dropGone drops c, counted in unwritten, because its receiver is gone.
+func (ep *mediaEndpoint) dropGone(c *chunk) {
+	ep.srv.metrics.drop(DropGone)
+	ep.unwritten.Add(-1)
+	c.free()
+}
+
 // writeLoop writes queued chunks to the client. Chunks waiting together are
 // written in one piece (except in datagram mode), which keeps up with a
 // burst at a fraction of the writes. A write that misses MediaWriteTimeout
-// (give or take a quarter) ends this endpoint, never the sender.
+// (give or take a quarter) ends this endpoint, never the sender. Once the
+// endpoint is closed it writes nothing more; what is left is gone.
 func (ep *mediaEndpoint) writeLoop() {
 	s := ep.srv
 	var batch []byte // grows with the first bursts: most idle endpoints never need 16 KiB
@@ -50,9 +123,13 @@ func (ep *mediaEndpoint) writeLoop() {
 		if next == nil {
 			select {
 			case next = <-ep.queue:
-			case <-ep.closed:
+			case <-ep.gate.done:
 				return
 			}
+		}
+		if ep.gate.closed() {
+			ep.dropGone(next)
+			return
 		}
 		ep.wmu.Lock()
 		var chunks int64
@@ -62,7 +139,10 @@ func (ep *mediaEndpoint) writeLoop() {
 		ep.unwritten.Add(-chunks)
 		ep.wmu.Unlock()
 		if err != nil {
-			ep.writeFailed(err)
+			ep.writeFailed(err, chunks)
+			if next != nil {
+				ep.dropGone(next)
+			}
 			return
 		}
 		s.metrics.mediaBytesOut.Add(int64(len(batch)))
@@ -85,16 +165,15 @@ func (ep *mediaEndpoint) writeDirect(p []byte) bool {
 	if ep.unwritten.Load() > 0 {
 		return false
 	}
-	select {
-	case <-ep.closed:
-		return true // going away: the write loop would drop it too
-	default:
+	if ep.gate.closed() {
+		ep.srv.metrics.drop(DropGone)
+		return true
 	}
 	ep.pushWriteDeadline()
 	wrote, err := ep.direct.TryWriteMedia(p)
 	switch {
 	case err != nil:
-		ep.writeFailed(err)
+		ep.writeFailed(err, 1)
 	case wrote:
 		ep.srv.metrics.mediaBytesOut.Add(int64(len(p)))
 		ep.srv.metrics.directWrites.Add(1)
@@ -109,17 +188,22 @@ func (ep *mediaEndpoint) pushWriteDeadline() {
 	timeout := ep.srv.cfg.MediaWriteTimeout
 	if now := time.Now(); ep.writeDeadline.Sub(now) < timeout*3/4 {
 		ep.writeDeadline = now.Add(timeout)
-		ep.conn.SetWriteDeadline(ep.writeDeadline)
+		ep.gate.setWriteDeadline(ep.writeDeadline)
 	}
 }
 
-// writeFailed ends this endpoint after a failed or timed-out write; the
-// sender carries on.
-func (ep *mediaEndpoint) writeFailed(err error) {
+// writeFailed ends this endpoint after a failed or timed-out write of
+// chunks chunks; the sender carries on. ServeMedia logs the error. A write
+// that failed because the endpoint was closed lost its chunks as gone.
+func (ep *mediaEndpoint) writeFailed(err error, chunks int64) {
+	if ep.gate.closed() {
+		ep.srv.metrics.drops[DropGone].Add(chunks)
+		return
+	}
 	ep.srv.metrics.drop(DropWriteError)
-	ep.srv.metrics.writeTimeouts.Add(1)
-	ep.log.Info("media write failed; closing the receiver's media", "tag", "media", "dir", "error", "err", err)
-	ep.close()
+	ep.srv.metrics.writeFailures.Add(1)
+	ep.writeErr.CompareAndSwap(nil, &err)
+	ep.gate.close()
 }
 
 // gather appends first and, unless in datagram mode, whatever else is queued

@@ -134,7 +134,7 @@ func TestDirectWriteErrorClosesReceiverMedia(t *testing.T) {
 	a, b, bm := callWithTryReceiver(t, h, func(int64) (bool, error) { return true, broken })
 	a.media.put("frame")
 	waitFor(t, bm.isClosed)
-	if st := h.srv.Stats(); st.WriteTimeouts != 1 || st.Drops["write_error"] != 1 {
+	if st := h.srv.Stats(); st.WriteFailures != 1 || st.Drops["write_error"] != 1 {
 		t.Fatalf("failed direct write not counted: %+v", st)
 	}
 	// Bob's media is gone, so alice is told the call dropped; her media
@@ -154,3 +154,37 @@ func (h *harness) mediaOf(c *client) *mediaEndpoint {
 }
 
 var _ transport.TryWriter = (*tryConn)(nil)
+
+// Chunks still queued toward a receiver when its media connection closes
+// are counted as dropped (gone), with the batch its write loop was
+// writing; no chunk is left uncounted and nothing counts as a write
+// failure.
+func TestChunksLeftQueuedCountAsGone(t *testing.T) {
+	h := newHarness(t, Config{MediaQueue: 8, MediaLossGrace: time.Hour})
+	a, b := inCall(t, h)
+	for len(b.media.out) < cap(b.media.out) { // bob's media stops taking writes
+		b.media.out <- nil
+	}
+	old := h.mediaOf(b)
+	const frames = 20
+	for i := range frames {
+		a.media.put("frame " + strconv.Itoa(i))
+	}
+	a.media.drained(t)
+	waitFor(t, func() bool { return old.unwritten.Load() > 0 })
+	b.registerMedia() // replaces the stalled connection
+	waitFor(t, func() bool { return old.unwritten.Load() == 0 })
+	waitFor(t, old.conn.(*fakeConn).isClosed)
+	st := h.srv.Stats()
+	gone, lost := st.Drops["gone"], st.Drops["queue_head"]+st.Drops["queue_tail"]
+	if gone == 0 || gone+lost != frames {
+		t.Fatalf("%d gone and %d dropped for room, of %d frames none of which arrived", gone, lost, frames)
+	}
+	if st.Drops["write_error"] != 0 || st.WriteFailures != 0 {
+		t.Fatalf("closing the receiver counted as a write failure: %+v", st)
+	}
+	a.media.put("after")
+	if got := readMedia(t, b); got != "after" {
+		t.Fatalf("media on the new connection: %q", got)
+	}
+}

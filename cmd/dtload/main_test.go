@@ -85,8 +85,10 @@ func checkReport(t *testing.T, rep *Report, calls int, lossless bool) {
 	if l.N == 0 || l.P50 <= 0 || l.P90 < l.P50 || l.P99 < l.P90 || l.Max < l.P99 {
 		t.Errorf("latency %+v: want n > 0 and 0 < p50 <= p90 <= p99 <= max", l)
 	}
-	// 2 directions x 50 frames/s x at least 1.5 s of media per call.
-	if min := uint64(calls * 2 * 50 * 3 / 2); rep.FramesSent < min {
+	// 2 directions x 50 frames/s x at least 0.5 s of media per call: a
+	// floor that shows media flowed, not a rate (a loaded machine starves
+	// the pacer; rates are the benchmarks' business).
+	if min := uint64(calls * 2 * 50 / 2); rep.FramesSent < min {
 		t.Errorf("%d frames sent, want at least %d", rep.FramesSent, min)
 	}
 	if rep.FramesPerSec <= 0 || rep.SetupsPerSec <= 0 || rep.Setups != calls || rep.JitterMS <= 0 {

@@ -50,6 +50,9 @@ var (
 	descUnresponsive  = desc("dtcall_unresponsive_total", "QUIC clients disconnected because nothing came from them for 1.5 s during a call.")
 	descWriteFailures = desc("dtcall_write_failures_total", "Reply and media writes that failed or timed out.")
 	descQueueDelay    = desc("dtcall_media_queue_delay_max_seconds", "Longest time a media chunk waited in a receiver's queue since start.")
+	descRateLimited   = desc("dtcall_commands_rate_limited_total", "Commands refused by the per-session rate limit.")
+	descFlooders      = desc("dtcall_flood_disconnects_total", "Connections closed for a sustained command flood.")
+	descCrowded       = desc("dtcall_calls_crowded_total", "Calls answered busy because the callee's reply queue was over half full.")
 )
 
 // quicDatagramDrop is the drop reason of datagrams the QUIC front dropped
@@ -61,6 +64,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descSessions, descCallsActive, descCalls, descCallsEnded, descLogins, descLoginCheck,
 		descLoginsWaiting, descMediaBytes, descMediaDropped, descHandshakes, descReloads,
 		descDraining, descSlowConsumers, descUnresponsive, descWriteFailures, descQueueDelay,
+		descRateLimited, descFlooders, descCrowded,
 	} {
 		ch <- d
 	}
@@ -120,6 +124,9 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descUnresponsive, st.Unresponsive)
 	counter(descWriteFailures, st.WriteFailures)
 	gauge(descQueueDelay, time.Duration(st.MaxQueueDelayNs).Seconds())
+	counter(descRateLimited, st.RateLimited)
+	counter(descFlooders, st.Flooders)
+	counter(descCrowded, st.CrowdedBusy)
 }
 
 // newRegistry returns a registry with the server's families and the

@@ -50,6 +50,11 @@ type Config struct {
 	// "idle": a QUIC connection that hears nothing for this long is closed.
 	Idle time.Duration
 
+	// "tls_handshakes_per_source", "tls_handshakes_max": caps on legacy
+	// connections still shaking hands, per source and in all
+	// (tcp.Config.MaxHandshakesPerSource, MaxHandshakes).
+	TLSHandshakesPerSource, TLSHandshakesMax int
+
 	File string // the config file that was loaded, "" if none
 }
 

@@ -79,6 +79,12 @@ var settings = []setting{
 		func(c *Config) *time.Duration { return &c.KeepAlive }),
 	durationSetting("idle", "QUIC idle timeout: close a connection silent this long (default 60s)",
 		func(c *Config) *time.Duration { return &c.Idle }),
+	countSetting("tls_handshakes_per_source", "legacy ports: connections from one address (IPv6: one /64) "+
+		"still shaking hands; one more is closed at once (default 8)",
+		func(c *Config) *int { return &c.TLSHandshakesPerSource }),
+	countSetting("tls_handshakes_max", "legacy ports: connections still shaking hands in all; "+
+		"one more cuts the oldest (default 1024)",
+		func(c *Config) *int { return &c.TLSHandshakesMax }),
 }
 
 // settingFor returns the setting of key.
@@ -104,6 +110,23 @@ func portSetting(key, usage string, field func(*Config) *int) setting {
 	get := func(c *Config) any { return *field(c) }
 	return setting{key: key, arg: "port", usage: usage, set: set, get: get}
 }
+
+// countSetting is a setting holding a positive count, such as a cap.
+func countSetting(key, usage string, field func(*Config) *int) setting {
+	set := func(c *Config, v any) error {
+		n, ok := toInt(v)
+		if !ok || n < 1 || n > maxCount {
+			return fmt.Errorf("%s is not a whole number from 1 to %d", show(v), maxCount)
+		}
+		*field(c) = int(n)
+		return nil
+	}
+	get := func(c *Config) any { return *field(c) }
+	return setting{key: key, arg: "count", usage: usage, set: set, get: get}
+}
+
+// maxCount bounds a countSetting.
+const maxCount = 1 << 20
 
 // stringSetting is a setting holding a string, such as a path.
 func stringSetting(key, arg, usage string, field func(*Config) *string) setting {

@@ -30,6 +30,7 @@ type noHandshake struct {
 	sources  int
 	sendByte bool
 	hold     time.Duration
+	deadline time.Duration
 	every    time.Duration
 	user     string
 	password string
@@ -46,6 +47,7 @@ func runNoHandshake(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&m.sources, "sources", 1000, "distinct source addresses (127.1.0.1 on) the connections come from")
 	fs.BoolVar(&m.sendByte, "send-byte", false, "send one byte (a TLS handshake record's type) on each connection, then nothing")
 	fs.DurationVar(&m.hold, "hold", 15*time.Second, "how long to hold the connections and watch (at most 2m)")
+	fs.DurationVar(&m.deadline, "deadline", 10*time.Second, "the server's handshake deadline, for the report")
 	fs.DurationVar(&m.every, "every", time.Second, "time a legitimate dial+TLS+login this often")
 	fs.StringVar(&m.user, "user", "", "legitimate user to log in as (required)")
 	fs.StringVar(&m.password, "password", "", "its password (required; use a throwaway account)")
@@ -183,10 +185,11 @@ func (m *noHandshake) login() (time.Duration, error) {
 
 func (m *noHandshake) report(stdout io.Writer, logins []timing, lives *lifetimes, opened int) {
 	fmt.Fprintf(stdout, "no-handshake: legitimate dial+TLS+login during the attack: %s\n", timingSummary(logins))
-	early, deadline, open, times := lives.split(time.Second, m.hold)
-	fmt.Fprintf(stdout, "no-handshake: of %d attack connections the server closed %d within 1 s (refused or cut at accept), "+
-		"%d later (%s), and left %d open until the end (%v)\n",
-		opened, early, deadline, durationSpread(times), open, m.hold)
+	early, atDeadline, late, open := lives.split(m.deadline)
+	fmt.Fprintf(stdout, "no-handshake: of %d attack connections the server closed %d before its handshake deadline (refused or cut: %s), "+
+		"%d at it (%s), %d later (%s), and left %d open until the end (%v)\n",
+		opened, len(early), durationSpread(early), len(atDeadline), durationSpread(atDeadline),
+		len(late), durationSpread(late), open, m.hold)
 }
 
 // pinOption sets o's pin from a --pin value: a fingerprint or a PEM file.
@@ -276,19 +279,23 @@ func (l *lifetimes) firstErr() string {
 	return strings.Join(l.errs, "; ")
 }
 
-// split counts the connections closed within early, closed later (with
-// their lifetimes), and never closed.
-func (l *lifetimes) split(early, hold time.Duration) (nEarly, nLate, nOpen int, late []time.Duration) {
+// split sorts the lifetimes of the connections the server closed: well
+// before deadline, around it (-1 s, +2 s for a loaded server), later; and
+// counts those never closed.
+func (l *lifetimes) split(deadline time.Duration) (early, at, late []time.Duration, open int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, d := range l.closed {
-		if d <= early {
-			nEarly++
-		} else {
+		switch {
+		case d < deadline-time.Second:
+			early = append(early, d)
+		case d <= deadline+2*time.Second:
+			at = append(at, d)
+		default:
 			late = append(late, d)
 		}
 	}
-	return nEarly, len(late), l.open, late
+	return early, at, late, l.open
 }
 
 // timing is one timed legitimate attempt.

@@ -290,8 +290,15 @@ func (s *Server) serveConn(nc net.Conn, t *ticket, kind string, handle func(cont
 	}
 	log := s.log.With("peer", addrPort(nc.RemoteAddr()).Addr().String(), "tag", "tls", "port", kind)
 	sc, err := s.secure(t.ctx, nc, log)
+	evicted := errors.Is(context.Cause(t.ctx), errEvicted)
 	s.admission.release(t)
-	if err != nil {
+	switch {
+	case err != nil && evicted:
+		// Counted in Stats; a line each would let a flood write the log.
+		log.Debug("TLS handshake cut", "dir", "error", "err", err)
+		nc.Close()
+		return
+	case err != nil:
 		log.Info("TLS handshake failed", "dir", "error", "err", err)
 		nc.Close()
 		return

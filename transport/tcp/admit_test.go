@@ -134,14 +134,17 @@ func TestStalledHandshakesDoNotDelayOthers(t *testing.T) {
 		t.Fatalf("%d connections shaking hands, want the %d stalled ones", got, len(conns))
 	}
 	for _, k := range kinds {
-		var worst time.Duration
+		var times []time.Duration
 		for range 5 {
-			worst = max(worst, timeLogin(t, e, k))
+			times = append(times, timeLogin(t, e, k))
 		}
-		t.Logf("%v dial+login with %d stalled handshakes from %d sources: worst of 5 %v (alone %v)",
-			k, len(conns), (len(conns)+3)/4, worst, alone[k])
-		if worst > time.Second {
-			t.Errorf("%v dial+login took %v with stalled handshakes pending", k, worst)
+		slices.Sort(times)
+		t.Logf("%v dial+login with %d stalled handshakes from %d sources: median of 5 %v, worst %v (alone %v)",
+			k, len(conns), (len(conns)+3)/4, times[2], times[4], alone[k])
+		// The median: a loaded machine may stall any one login; a stalled
+		// handshake that held a DHE slot delayed every one by seconds.
+		if times[2] > time.Second {
+			t.Errorf("%v dial+login took %v with stalled handshakes pending", k, times)
 		}
 	}
 	// The stalled connections were still open all along.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,9 @@ func TestHandshakeCap(t *testing.T) {
 func TestStalledHandshakesHoldNoSlot(t *testing.T) {
 	srv, _ := newServer(t, Config{}) // 2*GOMAXPROCS slots
 	hello := captureHello(t)
+	ts := startServer(t, srv, echo)
+	timeHandshake(t, ts.addr()) // warm-up: zcrypto's first handshake is slow
+	alone := timeHandshake(t, ts.addr())
 	stalled := 2*cap(srv.slots) + 2
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -88,15 +92,17 @@ func TestStalledHandshakesHoldNoSlot(t *testing.T) {
 			t.Fatalf("stalled client %d got no ServerHello: %v", i, err)
 		}
 	}
-	ts := startServer(t, srv, echo)
-	baseline := timeHandshake(t, ts.addr()) // a warm-up, and the figure without stalls
-	var worst time.Duration
+	var times []time.Duration
 	for range 5 {
-		worst = max(worst, timeHandshake(t, ts.addr()))
+		times = append(times, timeHandshake(t, ts.addr()))
 	}
-	t.Logf("DHE handshake with %d stalled handshakes pending (%d slots): worst of 5 %v, alone %v", stalled, cap(srv.slots), worst, baseline)
-	if worst > time.Second {
-		t.Errorf("a DHE handshake took %v with %d stalled handshakes pending", worst, stalled)
+	slices.Sort(times)
+	t.Logf("DHE handshake with %d stalled handshakes pending (%d slots): median of 5 %v, worst %v (alone %v)",
+		stalled, cap(srv.slots), times[2], times[4], alone)
+	// The median: a loaded machine may stall any one handshake; a held slot
+	// stalls every one until the stalled handshakes time out (30 s here).
+	if times[2] > time.Second {
+		t.Errorf("DHE handshakes took %v with %d stalled handshakes pending", times, stalled)
 	}
 	cancel()
 	if err := g.Wait(); err != nil {

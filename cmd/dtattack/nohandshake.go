@@ -46,7 +46,7 @@ func runNoHandshake(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&m.conns, "conns", 5000, "attack connections, half to the command port, half to the media port (at most 60000)")
 	fs.IntVar(&m.sources, "sources", 1000, "distinct source addresses (127.1.0.1 on) the connections come from")
 	fs.BoolVar(&m.sendByte, "send-byte", false, "send one byte (a TLS handshake record's type) on each connection, then nothing")
-	fs.DurationVar(&m.hold, "hold", 15*time.Second, "how long to hold the connections and watch (at most 2m)")
+	fs.DurationVar(&m.hold, "hold", 15*time.Second, "how long to hold the connections, and watch, once all are open (at most 2m)")
 	fs.DurationVar(&m.deadline, "deadline", 10*time.Second, "the server's handshake deadline, for the report")
 	fs.DurationVar(&m.every, "every", time.Second, "time a legitimate dial+TLS+login this often")
 	fs.StringVar(&m.user, "user", "", "legitimate user to log in as (required)")
@@ -91,12 +91,18 @@ func (m *noHandshake) run(stdout io.Writer) error {
 		return fmt.Errorf("legitimate login before the attack: %w", err)
 	}
 	fmt.Fprintf(stdout, "no-handshake: legitimate dial+TLS+login before the attack: %v (dhe=%v)\n", roundDur(base), m.dhe)
-	ctx, cancel := context.WithTimeout(context.Background(), m.hold)
+	// The hold starts once every connection is open, so that each is
+	// watched for at least m.hold; opening is bounded by m.hold too.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	openBound := time.AfterFunc(m.hold, cancel)
 	var lives lifetimes
 	var wg sync.WaitGroup
 	start := time.Now()
 	opened, failed := m.open(ctx, &wg, &lives)
+	if openBound.Stop() {
+		time.AfterFunc(m.hold, cancel)
+	}
 	fmt.Fprintf(stdout, "no-handshake: %d connections opened (%d failed) from %d sources to ports %d and %d in %v\n",
 		opened, failed, min(m.sources, m.conns), m.target.command, m.target.media, roundDur(time.Since(start)))
 	if failed > 0 {

@@ -33,7 +33,8 @@ type Config struct {
 	// DHParamsFile and Ciphers are the old server's "dhfile" and "ciphers":
 	// DH parameters and an OpenSSL cipher string for the DHE engine.
 	DHParamsFile, Ciphers string
-	// MaxDHEHandshakes caps concurrent OpenSSL handshakes; 0 = default.
+	// MaxDHEHandshakes caps the OpenSSL handshake steps running at once
+	// (dhe.Config.MaxHandshakes); 0 = default.
 	MaxDHEHandshakes int
 	// HandshakeTimeout bounds reading the ClientHello and the whole TLS
 	// handshake. Default 10 s.

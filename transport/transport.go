@@ -153,6 +153,15 @@ func (r Refusal) Error() string {
 // message whole: the largest TLS record plaintext.
 const MaxMessage = 16384
 
+// Gate decides, before any costly work, whether a source may connect at
+// all (autoban). The fronts ask it right after accepting a connection
+// (legacy) or receiving a connection attempt (QUIC), before any TLS work,
+// and close or refuse the connection when Allow returns false. Allow must
+// be safe for concurrent use and fast: no I/O, it runs in accept loops.
+type Gate interface {
+	Allow(addr netip.Addr) bool
+}
+
 // Handler serves the connections a front accepts. The core implements it.
 // Both methods block until the connection ends, and close it.
 type Handler interface {

@@ -53,6 +53,11 @@ type Config struct {
 	// limit (core.Config.CommandBurst, CommandRate); 0 = the core's default.
 	CommandBurst, CommandRate int
 
+	// "tls_handshakes_per_source", "tls_handshakes_max": caps on legacy
+	// connections still shaking hands, per source and in all
+	// (tcp.Config.MaxHandshakesPerSource, MaxHandshakes).
+	TLSHandshakesPerSource, TLSHandshakesMax int
+
 	File string // the config file that was loaded, "" if none
 }
 

@@ -90,7 +90,8 @@ func TestLoadConfigStrings(t *testing.T) {
 	}
 	want := Config{Listen: "::1", Command: 1991, Media: 2014, QUIC: 1991, Ciphers: "A:B",
 		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, Drain: 15 * time.Minute,
-		KeepAlive: 15 * time.Second, Idle: time.Minute, File: conf}
+		KeepAlive: 15 * time.Second, Idle: time.Minute,
+		TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, File: conf}
 	if c != want {
 		t.Errorf("config = %+v\nwant %+v", c, want)
 	}
@@ -178,7 +179,7 @@ func TestLoadConfigExamples(t *testing.T) {
 				Ciphers: "DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", Users: f,
 				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute,
 				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute,
-				CommandBurst: 40, CommandRate: 10, File: path}
+				CommandBurst: 40, CommandRate: 10, TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, File: path}
 			if c != want {
 				t.Errorf("config = %+v\nwant %+v", c, want)
 			}
@@ -529,5 +530,39 @@ func TestDemoUsers(t *testing.T) {
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("demo accounts = %v\nwant %v", got, want)
+	}
+}
+
+func TestLoadConfigHandshakeCaps(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		name           string
+		args, env      []string
+		perSource, max int
+		err            string
+	}{
+		{"defaults", nil, nil, 8, 1024, ""},
+		{"flag and env", []string{"--tls_handshakes_per_source", "2"}, []string{"DTOPERATOR_TLS_HANDSHAKES_MAX=50"}, 2, 50, ""},
+		{"zero", []string{"--tls_handshakes_max", "0"}, nil, 0, 0, "not a whole number from 1"},
+		{"word", nil, []string{"DTOPERATOR_TLS_HANDSHAKES_PER_SOURCE=many"}, 0, 0, "DTOPERATOR_TLS_HANDSHAKES_PER_SOURCE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := loadConfig(tt.args, testEnv(dir, tt.env...))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.TLSHandshakesPerSource != tt.perSource || c.TLSHandshakesMax != tt.max {
+				t.Errorf("caps %d, %d; want %d, %d", c.TLSHandshakesPerSource, c.TLSHandshakesMax, tt.perSource, tt.max)
+			}
+		})
 	}
 }

@@ -29,14 +29,16 @@ type loader struct {
 func newLoader(envs map[string]string) *loader {
 	l := &loader{k: koanf.New("."), sources: make(map[string]string)}
 	defaults := map[string]any{
-		"command":   1991,
-		"media":     2014,
-		"window":    "5m",
-		"drain":     "15m",
-		"keepalive": "15s",
-		"idle":      "60s",
-		"log_level": "info",
-		"data":      defaultDataDir(envs),
+		"command":                   1991,
+		"media":                     2014,
+		"window":                    "5m",
+		"drain":                     "15m",
+		"keepalive":                 "15s",
+		"idle":                      "60s",
+		"log_level":                 "info",
+		"tls_handshakes_per_source": 8,    // tcp.DefaultMaxHandshakesPerSource
+		"tls_handshakes_max":        1024, // tcp.DefaultMaxHandshakes
+		"data":                      defaultDataDir(envs),
 	}
 	// Loading a map from memory can't fail.
 	_ = l.k.Load(confmap.Provider(defaults, "."), nil)

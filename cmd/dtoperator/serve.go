@@ -52,7 +52,9 @@ func serve(sigs <-chan os.Signal, s *server) error {
 	s.calls = core.New(core.Config{
 		Window: cfg.Window, CommandBurst: cfg.CommandBurst, CommandRate: cfg.CommandRate,
 	}, s.store, log)
-	if s.legacy, err = tcp.New(certs.legacy(cfg), s.calls, log); err != nil {
+	legacy := certs.legacy(cfg)
+	legacy.MaxHandshakesPerSource, legacy.MaxHandshakes = cfg.TLSHandshakesPerSource, cfg.TLSHandshakesMax
+	if s.legacy, err = tcp.New(legacy, s.calls, log); err != nil {
 		return err
 	}
 	defer s.legacy.Close()

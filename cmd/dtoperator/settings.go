@@ -84,6 +84,12 @@ var settings = []setting{
 	countSetting("command_rate", "commands a second a connection may send after its burst; over it a command is "+
 		"refused, and a sustained flood closes the connection (default 10)",
 		func(c *Config) *int { return &c.CommandRate }),
+	countSetting("tls_handshakes_per_source", "legacy ports: connections from one address (IPv6: one /64) "+
+		"still shaking hands; one more is closed at once (default 8)",
+		func(c *Config) *int { return &c.TLSHandshakesPerSource }),
+	countSetting("tls_handshakes_max", "legacy ports: connections still shaking hands in all; "+
+		"one more cuts the oldest (default 1024)",
+		func(c *Config) *int { return &c.TLSHandshakesMax }),
 }
 
 // settingFor returns the setting of key.
@@ -109,6 +115,23 @@ func portSetting(key, usage string, field func(*Config) *int) setting {
 	get := func(c *Config) any { return *field(c) }
 	return setting{key: key, arg: "port", usage: usage, set: set, get: get}
 }
+
+// countSetting is a setting holding a positive count, such as a cap.
+func countSetting(key, usage string, field func(*Config) *int) setting {
+	set := func(c *Config, v any) error {
+		n, ok := toInt(v)
+		if !ok || n < 1 || n > maxCount {
+			return fmt.Errorf("%s is not a whole number from 1 to %d", show(v), maxCount)
+		}
+		*field(c) = int(n)
+		return nil
+	}
+	get := func(c *Config) any { return *field(c) }
+	return setting{key: key, arg: "count", usage: usage, set: set, get: get}
+}
+
+// maxCount bounds a countSetting.
+const maxCount = 1 << 20
 
 // stringSetting is a setting holding a string, such as a path.
 func stringSetting(key, arg, usage string, field func(*Config) *string) setting {
@@ -209,20 +232,6 @@ func durationSetting(key, usage string, field func(*Config) *time.Duration) sett
 	}
 	get := func(c *Config) any { return *field(c) }
 	return setting{key: key, arg: "duration", usage: usage, set: set, get: get}
-}
-
-// countSetting is a setting holding a positive whole number.
-func countSetting(key, usage string, field func(*Config) *int) setting {
-	set := func(c *Config, v any) error {
-		n, ok := toInt(v)
-		if !ok || n < 1 || n > math.MaxInt32 {
-			return fmt.Errorf("%s is not a positive whole number", show(v))
-		}
-		*field(c) = int(n)
-		return nil
-	}
-	get := func(c *Config) any { return *field(c) }
-	return setting{key: key, arg: "number", usage: usage, set: set, get: get}
 }
 
 // toDuration converts a duration string or a number of seconds.

@@ -19,7 +19,7 @@ var sampleValues = map[string]string{
 	"duration":  "7s",
 	"host:port": "127.0.0.1:9464",
 	"level":     "debug",
-	"number":    "7",
+	"count":     "5",
 }
 
 // TestSettingsCoverConfig checks that each setting stores into one field of

@@ -18,22 +18,28 @@ const maxClientHello = 16 << 10
 // engine that can serve the client: OpenSSL when it offers a DHE suite and
 // nothing crypto/tls accepts (the 2017 Android client), crypto/tls for
 // everyone else with the bytes already read replayed. All of it runs within
-// the handshake timeout.
-func (s *Server) secure(nc net.Conn, log *slog.Logger) (secureConn, error) {
-	sc, dhe, err := s.shakeHands(nc, log)
+// the handshake timeout, and ends early (nc's deadline is moved to the past)
+// when ctx ends.
+func (s *Server) secure(ctx context.Context, nc net.Conn, log *slog.Logger) (secureConn, error) {
+	sc, dhe, err := s.shakeHands(ctx, nc, log)
 	s.handshakes.count(dhe, err)
 	return sc, err
 }
 
 // shakeHands is secure; dhe says which engine ran.
-func (s *Server) shakeHands(nc net.Conn, log *slog.Logger) (_ secureConn, dhe bool, _ error) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.handshake)
+func (s *Server) shakeHands(ctx context.Context, nc net.Conn, log *slog.Logger) (_ secureConn, dhe bool, _ error) {
+	ctx, cancel := context.WithTimeout(ctx, s.handshake)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	nc.SetDeadline(deadline)
 	defer nc.SetDeadline(time.Time{})
 
+	// Both engines watch ctx themselves; the ClientHello reader does not.
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	hello, raw, err := clienthello.Read(nc, maxClientHello)
+	if !stop() {
+		return nil, false, fmt.Errorf("read ClientHello: %w", context.Cause(ctx))
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("read ClientHello: %w", err)
 	}

@@ -33,11 +33,25 @@ type Config struct {
 	// DHParamsFile and Ciphers are the old server's "dhfile" and "ciphers":
 	// DH parameters and an OpenSSL cipher string for the DHE engine.
 	DHParamsFile, Ciphers string
-	// MaxDHEHandshakes caps concurrent OpenSSL handshakes; 0 = default.
+	// MaxDHEHandshakes caps the OpenSSL handshake steps running at once
+	// (dhe.Config.MaxHandshakes); 0 = default.
 	MaxDHEHandshakes int
 	// HandshakeTimeout bounds reading the ClientHello and the whole TLS
 	// handshake. Default 10 s.
 	HandshakeTimeout time.Duration
+	// MaxHandshakesPerSource caps the connections from one source (an IPv4
+	// address, an IPv6 /64) in the handshake phase (accepted, TLS not done)
+	// on both ports together; one more is closed right after accept.
+	// 0 = DefaultMaxHandshakesPerSource.
+	MaxHandshakesPerSource int
+	// MaxHandshakes caps the connections in the handshake phase on both
+	// ports together; one more is admitted and the oldest one still
+	// shaking hands is cut to make room. 0 = DefaultMaxHandshakes.
+	MaxHandshakes int
+	// Gate, if set, is asked about each connection's source right after
+	// accept, before any TLS work; a refused connection is closed at once.
+	// nil allows every source.
+	Gate transport.Gate
 }
 
 // Server runs the two legacy listeners. Its methods are safe for concurrent
@@ -53,6 +67,9 @@ type Server struct {
 	dheMax    int // Config.MaxDHEHandshakes, for Reload
 
 	handshakes handshakeCounts
+	gate       transport.Gate // nil: allow all
+	admission  *admission
+	refused    refusalCounts
 
 	ctx    context.Context // cancelled by Close; parent of every connection's
 	cancel context.CancelFunc
@@ -79,6 +96,8 @@ func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 		log:       log,
 		handshake: cfg.HandshakeTimeout,
 		dheMax:    cfg.MaxDHEHandshakes,
+		gate:      cfg.Gate,
+		admission: newAdmission(cfg.MaxHandshakesPerSource, cfg.MaxHandshakes),
 		listeners: make(map[net.Listener]struct{}),
 	}
 	s.cert.Store(cert)
@@ -164,37 +183,41 @@ func goTLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (
 func (s *Server) DHEAvailable() bool { return s.dhe != nil }
 
 // ServeCommand accepts command connections on ln until ln or the server is
-// closed. ln is closed when ServeCommand returns.
+// closed. ln is closed when ServeCommand returns. It returns nil after
+// CloseListeners or Close, and the error otherwise: a listener closed by
+// someone else, or an accept error that retrying cannot cure.
 func (s *Server) ServeCommand(ln net.Listener) error {
 	return s.serve(ln, "command", func(ctx context.Context, c *recordConn) {
 		s.handler.ServeCommand(ctx, c)
 	})
 }
 
-// ServeMedia accepts media connections on ln until ln or the server is
-// closed. ln is closed when ServeMedia returns.
+// ServeMedia accepts media connections on ln like ServeCommand.
 func (s *Server) ServeMedia(ln net.Listener) error {
 	return s.serve(ln, "media", func(ctx context.Context, c *recordConn) {
 		s.handler.ServeMedia(ctx, c)
 	})
 }
 
-// serve is the accept loop. It never reads from a connection: each one gets
-// its own goroutine for the ClientHello, the handshake and the session.
+// serve is the accept loop. It never reads from a connection: it asks the
+// gate, counts the connection against the handshake caps and gives it its
+// own goroutine for the ClientHello, the handshake and the session.
 func (s *Server) serve(ln net.Listener, kind string, handle func(context.Context, *recordConn)) error {
 	if !s.addListener(ln) {
 		ln.Close()
 		return net.ErrClosed
 	}
-	s.wg.Add(1)
 	defer s.wg.Done()
 	defer s.removeListener(ln)
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.isClosed() || errors.Is(err, net.ErrClosed) {
+			if s.isClosed() {
 				return nil
+			}
+			if !retryAccept(err) {
+				return fmt.Errorf("accept on the %s port: %w", kind, err)
 			}
 			// Out of file descriptors and the like: wait and retry, as
 			// net/http does, instead of spinning or giving up.
@@ -208,23 +231,75 @@ func (s *Server) serve(ln net.Listener, kind string, handle func(context.Context
 			continue
 		}
 		backoff = 0
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(nc, kind, handle)
-		}()
+		if !s.accepted(nc, kind, handle) {
+			return nil // closing
+		}
 	}
 }
 
-// serveConn shakes hands on nc and hands it to the core.
-func (s *Server) serveConn(nc net.Conn, kind string, handle func(context.Context, *recordConn)) {
+// accepted decides, cheaply and before any TLS work, what happens to a
+// new connection: closed at once (the gate refuses its source, or the
+// source has too many connections shaking hands), or served by a goroutine
+// of its own. It returns false when the server is closing.
+func (s *Server) accepted(nc net.Conn, kind string, handle func(context.Context, *recordConn)) bool {
+	src := addrPort(nc.RemoteAddr()).Addr()
+	if s.gate != nil && !s.gate.Allow(src) {
+		s.refused.gate.Add(1)
+		nc.Close()
+		return true
+	}
+	t, evicted := s.admission.admit(s.ctx, src)
+	if t == nil {
+		s.refused.perSource.Add(1)
+		nc.Close()
+		return true
+	}
+	if evicted {
+		s.refused.evicted.Add(1)
+	}
+	if !s.goConn(func() { s.serveConn(nc, t, kind, handle) }) {
+		s.admission.release(t)
+		nc.Close()
+		return false
+	}
+	return true
+}
+
+// goConn runs f in a goroutine that Close waits for, unless the server is
+// closing: the WaitGroup's Add happens under the same lock as the closed
+// check (net/http's trackListener), so Close's Wait never races an Add.
+func (s *Server) goConn(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// serveConn shakes hands on nc within t (released when the handshake ends)
+// and hands it to the core.
+func (s *Server) serveConn(nc net.Conn, t *ticket, kind string, handle func(context.Context, *recordConn)) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true) // Nagle held the old server's small replies ~40 ms
 		tc.SetKeepAlive(true)
 	}
 	log := s.log.With("peer", addrPort(nc.RemoteAddr()).Addr().String(), "tag", "tls", "port", kind)
-	sc, err := s.secure(nc, log)
-	if err != nil {
+	sc, err := s.secure(t.ctx, nc, log)
+	evicted := errors.Is(context.Cause(t.ctx), errEvicted)
+	s.admission.release(t)
+	switch {
+	case err != nil && evicted:
+		// Counted in Stats; a line each would let a flood write the log.
+		log.Debug("TLS handshake cut", "dir", "error", "err", err)
+		nc.Close()
+		return
+	case err != nil:
 		log.Info("TLS handshake failed", "dir", "error", "err", err)
 		nc.Close()
 		return
@@ -232,6 +307,8 @@ func (s *Server) serveConn(nc net.Conn, kind string, handle func(context.Context
 	handle(s.ctx, newRecordConn(sc, nc))
 }
 
+// addListener registers ln and counts its accept loop in s.wg, unless the
+// server is closing.
 func (s *Server) addListener(ln net.Listener) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -239,6 +316,7 @@ func (s *Server) addListener(ln net.Listener) bool {
 		return false
 	}
 	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
 	return true
 }
 

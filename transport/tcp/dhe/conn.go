@@ -8,6 +8,7 @@ package dhe
 import "C"
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
@@ -68,18 +69,20 @@ type Conn struct {
 }
 
 // handshake drives SSL_do_handshake, feeding prefix first, until the
-// handshake completes. Only Server.Handshake calls it, before c is shared.
-func (c *Conn) handshake(prefix []byte) error {
+// handshake completes. Each SSL_do_handshake call holds one of sl's slots;
+// writing the server's flight and reading the client's do not. Only
+// Server.Handshake calls it, before c is shared.
+func (c *Conn) handshake(ctx context.Context, sl slots, prefix []byte) error {
 	if err := c.feed(prefix); err != nil {
 		return fmt.Errorf("dhe: handshake: %w", err)
 	}
 	buf := make([]byte, 4<<10)
 	received := len(prefix)
 	for range maxHandshakeBytes { // each pass but the last reads bytes
-		var st C.dtc_status
-		c.sslMu.Lock()
-		ret := C.dtc_handshake(c.ssl, &st)
-		c.sslMu.Unlock()
+		ret, st, err := c.step(ctx, sl)
+		if err != nil {
+			return err
+		}
 		// Send what OpenSSL produced: the server's flight, or an alert.
 		if err := c.flush(); err != nil {
 			return fmt.Errorf("dhe: handshake: send: %w", err)
@@ -104,6 +107,22 @@ func (c *Conn) handshake(prefix []byte) error {
 		}
 	}
 	return fmt.Errorf("dhe: handshake: no progress after %d reads", maxHandshakeBytes)
+}
+
+// step runs SSL_do_handshake once on the bytes fed so far, holding one of
+// sl's slots for the call only.
+func (c *Conn) step(ctx context.Context, sl slots) (C.int, C.dtc_status, error) {
+	var st C.dtc_status
+	if err := sl.acquire(ctx); err != nil {
+		return 0, st, err
+	}
+	defer sl.release()
+	c.sslMu.Lock()
+	defer c.sslMu.Unlock()
+	if c.ssl == nil {
+		return 0, st, fmt.Errorf("dhe: handshake: %w", net.ErrClosed)
+	}
+	return C.dtc_handshake(c.ssl, &st), st, nil
 }
 
 // describe returns the negotiated protocol version and cipher names.

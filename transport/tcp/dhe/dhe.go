@@ -22,7 +22,7 @@ import (
 var ErrUnavailable = errors.New("DHE support not compiled in (built without cgo or with -tags nodhe): clients offering only DHE cipher suites (2017 Android) cannot connect")
 
 // DefaultHandshakeTimeout bounds Server.Handshake when its ctx has no
-// deadline, so a silent client never holds a handshake slot for long.
+// deadline, so a silent client never holds its connection for long.
 const DefaultHandshakeTimeout = 30 * time.Second
 
 // DefaultCiphers is the OpenSSL cipher string used when Config.Ciphers is "":
@@ -42,9 +42,10 @@ type Config struct {
 	// ciphers setting); "" means DefaultCiphers. It must enable at least
 	// one DHE-RSA suite.
 	Ciphers string
-	// MaxHandshakes caps concurrent DHE handshakes (each costs about a
-	// millisecond of CPU, so this is the lever against handshake floods);
-	// <= 0 means 2*GOMAXPROCS.
+	// MaxHandshakes caps the handshake steps running inside OpenSSL at once
+	// (the ClientHello's costs about a millisecond of CPU, so this is the
+	// lever against handshake floods); a handshake waiting for its client
+	// holds none. <= 0 means 2*GOMAXPROCS.
 	MaxHandshakes int
 }
 

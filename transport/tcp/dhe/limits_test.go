@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,24 +23,13 @@ func isTimeoutErr(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// TestHandshakeCap: with every slot busy (OpenSSL working on other
+// handshakes), a handshake waits for one until its ctx ends; a ctx that has
+// ended already fails at once.
 func TestHandshakeCap(t *testing.T) {
 	srv, _ := newServer(t, Config{MaxHandshakes: 1})
 	hello := captureHello(t)
-
-	// A: sends its ClientHello, then stalls while holding the only slot.
-	aClient, aServer := tcpPair(t)
-	aDone := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_, err := srv.Handshake(ctx, aServer, hello)
-		aDone <- err
-	}()
-	// The server's first flight reaching A proves A's handshake holds the slot.
-	_ = aClient.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := aClient.Read(make([]byte, 1)); err != nil {
-		t.Fatalf("A got no ServerHello: %v", err)
-	}
+	srv.slots <- struct{}{} // the only slot: busy
 
 	// B waits for a slot until its ctx ends; its conn is closed untouched.
 	bClient, bServer := tcpPair(t)
@@ -66,13 +56,68 @@ func TestHandshakeCap(t *testing.T) {
 		t.Fatalf("C: Handshake with a cancelled ctx = %v", err)
 	}
 
-	// A gives up: its slot frees and a real client gets through.
-	aClient.Close()
-	if err := <-aDone; err == nil {
-		t.Fatal("A: stalled handshake succeeded")
-	}
+	// The slot frees and a real client gets through.
+	srv.slots.release()
 	ts := startServer(t, srv, echo)
 	roundTrip(t, dial(t, ts.addr()), []byte("after"))
+}
+
+// TestStalledHandshakesHoldNoSlot: clients that send their ClientHello, get
+// the server's flight and then stall hold no slot, however many they are:
+// a real client's handshake is not delayed. (They used to hold their slot
+// until the handshake deadline.)
+func TestStalledHandshakesHoldNoSlot(t *testing.T) {
+	srv, _ := newServer(t, Config{}) // 2*GOMAXPROCS slots
+	hello := captureHello(t)
+	ts := startServer(t, srv, echo)
+	timeHandshake(t, ts.addr()) // warm-up: zcrypto's first handshake is slow
+	alone := timeHandshake(t, ts.addr())
+	stalled := 2*cap(srv.slots) + 2
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var g errgroup.Group
+	for i := range stalled {
+		client, server := tcpPair(t)
+		g.Go(func() error {
+			_, err := srv.Handshake(ctx, server, hello)
+			if err == nil {
+				return fmt.Errorf("stalled handshake %d succeeded", i)
+			}
+			return nil
+		})
+		// The server's first flight proves the handshake got past OpenSSL's
+		// first step; the client then sends nothing more.
+		_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := client.Read(make([]byte, 1)); err != nil {
+			t.Fatalf("stalled client %d got no ServerHello: %v", i, err)
+		}
+	}
+	var times []time.Duration
+	for range 5 {
+		times = append(times, timeHandshake(t, ts.addr()))
+	}
+	slices.Sort(times)
+	t.Logf("DHE handshake with %d stalled handshakes pending (%d slots): median of 5 %v, worst %v (alone %v)",
+		stalled, cap(srv.slots), times[2], times[4], alone)
+	// The median: a loaded machine may stall any one handshake; a held slot
+	// stalls every one until the stalled handshakes time out (30 s here).
+	if times[2] > time.Second {
+		t.Errorf("DHE handshakes took %v with %d stalled handshakes pending", times, stalled)
+	}
+	cancel()
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// timeHandshake dials addr and returns how long the DHE handshake took.
+func timeHandshake(t *testing.T, addr string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c := dial(t, addr)
+	d := time.Since(start)
+	c.Close()
+	return d
 }
 
 func TestHandshakeDeadline(t *testing.T) {

@@ -23,7 +23,7 @@ var errServerClosed = errors.New("dhe: server closed")
 // runs DHE handshakes on connections it is handed. It never listens. Its
 // methods are safe for concurrent use.
 type Server struct {
-	sem chan struct{} // one token per running handshake: the cap
+	slots slots // one token per handshake step inside OpenSSL: the cap
 
 	mu  sync.RWMutex
 	ctx *C.SSL_CTX // nil after Close; read-locked around SSL_new
@@ -44,7 +44,7 @@ func NewServer(cfg Config) (*Server, error) {
 		C.dtc_ctx_free(ctx)
 		return nil, err
 	}
-	return &Server{ctx: ctx, sem: make(chan struct{}, cfg.maxHandshakes())}, nil
+	return &Server{ctx: ctx, slots: make(slots, cfg.maxHandshakes())}, nil
 }
 
 // Reload loads cfg's certificate, key, DH parameters and cipher string into
@@ -89,12 +89,16 @@ func (s *Server) Close() error {
 // holds the bytes already read from raw (the ClientHello records); they are
 // processed before anything else is read.
 //
-// Handshake first waits for one of Config.MaxHandshakes slots, which it holds
-// until the handshake ends; it fails at once if ctx is already done and gives
-// up waiting when ctx ends. ctx's deadline (DefaultHandshakeTimeout from the
-// start if ctx has none) becomes raw's deadline for the handshake, and
-// cancelling ctx interrupts it too; the deadline is cleared before Handshake
-// returns a Conn. A client that stalls holds its slot until then.
+// Config.MaxHandshakes caps the handshake steps running inside OpenSSL at
+// once (each flight of the client is one step: about a millisecond of CPU
+// for the ClientHello, less for the rest). A slot is held only while
+// OpenSSL works on a flight, never while Handshake writes the server's
+// flight or waits for the client's next one, so clients that stall
+// mid-handshake hold no slot and delay nobody. Handshake fails at once if
+// ctx is already done and gives up waiting for a slot when ctx ends. ctx's
+// deadline (DefaultHandshakeTimeout from the start if ctx has none) becomes
+// raw's deadline for the handshake, and cancelling ctx interrupts it too;
+// the deadline is cleared before Handshake returns a Conn.
 //
 // Handshake takes ownership of raw: the returned Conn's Close closes it, and
 // on error Handshake has closed it already (after sending OpenSSL's alert, if
@@ -115,11 +119,9 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn, prefix []byte) (*C
 		ctx, cancel = context.WithTimeout(ctx, DefaultHandshakeTimeout)
 		defer cancel()
 	}
-	if err := s.acquire(ctx); err != nil {
-		return nil, err
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("dhe: handshake: %w", context.Cause(ctx))
 	}
-	defer s.release()
-
 	c, err := s.newConn(raw)
 	if err != nil {
 		return nil, err
@@ -132,7 +134,7 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn, prefix []byte) (*C
 	stop := context.AfterFunc(ctx, func() {
 		_ = raw.SetDeadline(time.Unix(1, 0)) // unblocks the handshake's I/O
 	})
-	err = c.handshake(prefix)
+	err = c.handshake(ctx, s.slots, prefix)
 	if !stop() {
 		// ctx ended during the handshake: raw's deadline may have been
 		// moved to the past, so the conn cannot be handed out.
@@ -150,22 +152,25 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn, prefix []byte) (*C
 	return c, nil
 }
 
-// acquire takes a handshake slot, waiting until ctx ends. It fails at once
-// when ctx has ended already, even if a slot is free.
-func (s *Server) acquire(ctx context.Context) error {
+// slots caps the handshake steps inside OpenSSL: one token per step.
+type slots chan struct{}
+
+// acquire takes a slot, waiting until ctx ends. It fails at once when ctx
+// has ended already, even if a slot is free.
+func (sl slots) acquire(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("dhe: handshake: %w", context.Cause(ctx))
 	}
 	select {
-	case s.sem <- struct{}{}:
+	case sl <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("dhe: wait for a handshake slot (all %d busy): %w", cap(s.sem), context.Cause(ctx))
+		return fmt.Errorf("dhe: wait for a handshake slot (all %d busy): %w", cap(sl), context.Cause(ctx))
 	}
 }
 
 // release returns a slot taken by acquire.
-func (s *Server) release() { <-s.sem }
+func (sl slots) release() { <-sl }
 
 // errOr returns err, or a placeholder when the handshake itself succeeded.
 func errOr(err error) error {

@@ -8,8 +8,9 @@ import (
 	"unicode"
 )
 
-// FuzzReadAccounts: an accounts file never crashes the reader, and what it
-// accepts is written back and read again unchanged.
+// FuzzReadAccounts: an accounts file never crashes the reader; what it
+// accepts is written back and read again unchanged, and reads as the
+// accounts of its two halves (cut at a line end) joined.
 func FuzzReadAccounts(f *testing.F) {
 	f.Add("# dtload accounts: name password\nload0001 3f2a\nload0002 9c1b\n")
 	f.Add("\n  alice pw  \n#x\n")
@@ -34,12 +35,33 @@ func FuzzReadAccounts(f *testing.F) {
 		if err != nil || !slices.Equal(again, as) {
 			t.Fatalf("round trip: %v, %q != %q", err, again, as)
 		}
+		checkTwoFiles(t, in, as)
 	})
 }
 
-// FuzzReframer: media arriving from the server in pieces of any size is
-// cut into the same frames as when it arrives whole, and no frame is
-// returned before it is complete.
+// checkTwoFiles cuts an accepted accounts file at the line end after its
+// middle: the two files read as the whole's accounts, split there (a part
+// without accounts is refused, as any empty file is).
+func checkTwoFiles(t *testing.T, in string, whole []account) {
+	t.Helper()
+	i := strings.IndexByte(in[len(in)/2:], '\n')
+	if i < 0 {
+		return
+	}
+	a, b := in[:len(in)/2+i+1], in[len(in)/2+i+1:]
+	as, errA := readAccounts(strings.NewReader(a))
+	bs, errB := readAccounts(strings.NewReader(b))
+	if errA != nil && len(as) != 0 || errB != nil && len(bs) != 0 {
+		t.Fatalf("accounts with an error: %v %v", errA, errB)
+	}
+	if joined := append(as, bs...); !slices.Equal(joined, whole) {
+		t.Fatalf("%q + %q read as %q, the whole as %q", a, b, joined, whole)
+	}
+}
+
+// FuzzReframer: media arriving from the server whole or in pieces of any
+// size is cut into the stream's consecutive frames, none returned before it
+// is complete, and the reframer then holds exactly the incomplete rest.
 func FuzzReframer(f *testing.F) {
 	f.Add([]byte(strings.Repeat("0123456789abcdef", 5)), uint8(32), []byte{1, 31, 32, 33})
 	f.Add([]byte("short"), uint8(16), []byte{0, 0, 5})
@@ -59,7 +81,6 @@ func FuzzReframer(f *testing.F) {
 			}
 			return frames
 		}
-		whole := collect(&reframer{size: int(size)}, [][]byte{stream})
 		var pieces [][]byte
 		rest := stream
 		for _, c := range cuts {
@@ -68,12 +89,18 @@ func FuzzReframer(f *testing.F) {
 			rest = rest[n:]
 		}
 		pieces = append(pieces, rest)
-		split := collect(&reframer{size: int(size)}, pieces)
-		if !slices.EqualFunc(whole, split, bytes.Equal) {
-			t.Fatalf("%d frames whole, %d in pieces, or different bytes", len(whole), len(split))
-		}
-		if want := len(stream) / int(size); len(whole) != want {
-			t.Fatalf("%d frames from %d bytes of %d-byte frames", len(whole), len(stream), size)
+		// Whole or in pieces, the frames are the stream's consecutive
+		// size-byte pieces and the reframer holds exactly the rest.
+		n := len(stream) / int(size) * int(size)
+		for name, in := range map[string][][]byte{"whole": {stream}, "in pieces": pieces} {
+			r := &reframer{size: int(size)}
+			frames := collect(r, in)
+			if got := bytes.Join(frames, nil); !bytes.Equal(got, stream[:n]) {
+				t.Fatalf("%s: %d frames, not the stream's first %d bytes", name, len(frames), n)
+			}
+			if !bytes.Equal(r.buf, stream[n:]) {
+				t.Fatalf("%s: the reframer holds %d bytes, want the %d after the last frame", name, len(r.buf), len(stream)-n)
+			}
 		}
 	})
 }

@@ -130,6 +130,7 @@ func (cs *commandStream) Probe() error {
 // closing a legacy command connection ends that client. While the server
 // drains, the code says so (the client may reconnect elsewhere).
 func (cs *commandStream) Close() error {
+	cs.st.SetWriteDeadline(time.Unix(1, 0)) // ends a blocked Write; see mediaStream.Close
 	cs.st.CancelRead(quicgo.StreamErrorCode(codeClosed))
 	cs.st.Close() // FIN after the last message
 	// Draining, with messages written since it began (a call's last
@@ -277,9 +278,13 @@ func (m *mediaStream) Refuse(r transport.Refusal) {
 }
 
 // Close ends the media stream (replaced, or its session ended); the
-// connection carries on.
+// connection carries on. The write deadline goes into the past first: a
+// Write blocked on a stalled client's flow control ignores st.Close (and,
+// once the stream is closed, the connection's end too) but rechecks its
+// deadline when woken.
 func (m *mediaStream) Close() error {
 	m.c.dgramMedia.CompareAndSwap(m, nil)
+	m.st.SetWriteDeadline(time.Unix(1, 0))
 	m.st.CancelRead(quicgo.StreamErrorCode(codeClosed))
 	return m.st.Close()
 }

@@ -5,15 +5,17 @@
 #
 #   ./scripts/fuzz.sh            # 5 minutes each (the RELIABILITY.md campaign)
 #   FUZZTIME=30s ./scripts/fuzz.sh
+#   FUZZPARALLEL=1 ./scripts/fuzz.sh   # one fuzzing worker (default: one per core)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-5m}
+parallel=${FUZZPARALLEL:+-parallel $FUZZPARALLEL}
 log=$(mktemp -d)
 status=0
 for pkg in $(go list ./...); do
 	for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz'); do
 		out="$log/$(echo "$pkg.$target" | tr '/' '_').log"
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >"$out" 2>&1
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" $parallel "$pkg" >"$out" 2>&1
 		rc=$?
 		execs=$(grep -o 'execs: [0-9]*' "$out" | tail -1 | cut -d' ' -f2)
 		if [ $rc -eq 0 ]; then

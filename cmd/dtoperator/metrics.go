@@ -53,6 +53,8 @@ var (
 	descRateLimited   = desc("dtcall_commands_rate_limited_total", "Commands refused by the per-session rate limit.")
 	descFlooders      = desc("dtcall_flood_disconnects_total", "Connections closed for a sustained command flood.")
 	descCrowded       = desc("dtcall_calls_crowded_total", "Calls answered busy because the callee's reply queue was over half full.")
+	descRefused       = desc("dtcall_connections_refused_total", "Connections refused or cut before their handshake, by front and reason.", "front", "reason")
+	descHandshaking   = desc("dtcall_handshakes_in_progress", "Connections accepted whose handshake has not finished, by front.", "front")
 )
 
 // quicDatagramDrop is the drop reason of datagrams the QUIC front dropped
@@ -64,7 +66,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descSessions, descCallsActive, descCalls, descCallsEnded, descLogins, descLoginCheck,
 		descLoginsWaiting, descMediaBytes, descMediaDropped, descHandshakes, descReloads,
 		descDraining, descSlowConsumers, descUnresponsive, descWriteFailures, descQueueDelay,
-		descRateLimited, descFlooders, descCrowded,
+		descRateLimited, descFlooders, descCrowded, descRefused, descHandshaking,
 	} {
 		ch <- d
 	}
@@ -105,7 +107,12 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descMediaDropped, n, r)
 	}
 	counter(descMediaDropped, qs.DatagramsDropped, quicDatagramDrop)
-	for engine, results := range m.legacy.Stats().Handshakes {
+	ls := m.legacy.Stats()
+	for r, n := range ls.Refused {
+		counter(descRefused, n, "tcp", r)
+	}
+	gauge(descHandshaking, float64(ls.Handshaking), "tcp")
+	for engine, results := range ls.Handshakes {
 		for r, n := range results {
 			counter(descHandshakes, n, "tcp", engine, r)
 		}

@@ -115,6 +115,16 @@ const (
 // ProbeInterval is how often the core probes a Prober during a call.
 const ProbeInterval = 250 * time.Millisecond
 
+// Gate decides whether a source address may connect at all: a front asks
+// it before any costly work (the legacy front right after accept, before
+// TLS; the QUIC front before the handshake) and refuses the connection when
+// it answers false. Autoban implements it. Allow is called for every
+// connection attempt, on the front's accept path: it must be cheap, must
+// not block and must be safe for concurrent use.
+type Gate interface {
+	Allow(addr netip.Addr) bool
+}
+
 // Refusal says why a media registration was refused. The values are the
 // application error codes of a QUIC stream reset.
 type Refusal uint64

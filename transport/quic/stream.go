@@ -93,6 +93,27 @@ func newCommandStream(c *client, st *quicgo.Stream) *commandStream {
 	return &commandStream{lineStream: newLineStream(c, st)}
 }
 
+// WriteMessage writes a reply as one line. A login's success reply marks
+// the connection logged in first (its windows may grow and it may open
+// media streams): the client learns its session id from this reply, so
+// its media stream cannot arrive before the mark.
+func (cs *commandStream) WriteMessage(msg []byte) error {
+	if !cs.c.st.loggedIn.Load() && isLoginReply(msg) {
+		cs.c.st.loggedIn.Store(true)
+	}
+	return cs.lineStream.WriteMessage(msg)
+}
+
+// loginReply is what follows the server time in a login's success reply,
+// servertime|resp|login|sessionid (wire.Reply).
+var loginReply = []byte("|" + wire.KindResp + "|" + wire.SubLogin + "|")
+
+// isLoginReply reports whether msg is a login's success reply.
+func isLoginReply(msg []byte) bool {
+	i := bytes.IndexByte(msg, '|')
+	return i > 0 && bytes.HasPrefix(msg[i:], loginReply)
+}
+
 // probeState is what Probe remembers between probes.
 type probeState struct {
 	packets uint64    // packets received from the client at the last change
@@ -252,9 +273,12 @@ func (m *mediaStream) SetReadDeadline(t time.Time) error {
 }
 
 // Refuse resets the stream with the refusal as application error code.
-func (m *mediaStream) Refuse(r transport.Refusal) {
-	m.st.CancelRead(quicgo.StreamErrorCode(r))
-	m.st.CancelWrite(quicgo.StreamErrorCode(r))
+func (m *mediaStream) Refuse(r transport.Refusal) { refuse(m.st, r) }
+
+// refuse resets both directions of st with the refusal as code.
+func refuse(st *quicgo.Stream, r transport.Refusal) {
+	st.CancelRead(quicgo.StreamErrorCode(r))
+	st.CancelWrite(quicgo.StreamErrorCode(r))
 }
 
 // Close ends the media stream (replaced, or its session ended); the

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -157,11 +159,22 @@ func (cs *commandStream) Close() error {
 // then opaque bytes (stream mode) or datagrams (datagram mode).
 type mediaStream struct {
 	lineStream
-	dgrams   chan []byte   // datagram mode: payloads received, filled by deliver
-	dgramOn  bool          // owned by the core's reader after EnableDatagrams
-	rdl      *deadline     // datagram mode read deadline
-	maxDgram int           // owned by the writer: current max payload size
-	gone     chan struct{} // closed when the stream's read side ends in datagram mode
+	dgrams  chan []byte   // datagram mode: payloads received, filled by deliver
+	dgramOn bool          // owned by the core's reader after EnableDatagrams
+	rdl     *deadline     // datagram mode read deadline
+	gone    chan struct{} // closed when the stream's read side ends in datagram mode
+
+	// Datagram mode writes: WriteMedia hands payloads to sendLoop, waiting
+	// for room until the write deadline (quic-go's SendDatagram blocks
+	// while its queue is full and knows no deadline).
+	wdl      *deadline     // datagram mode write deadline
+	outbox   chan []byte   // payloads for sendLoop, each WriteMedia's own copy
+	sendDone chan struct{} // closed when sendLoop ends; sendErr is set then
+	sendErr  error
+	maxDgram int // owned by sendLoop: current max payload size
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close
 }
 
 var (
@@ -173,8 +186,14 @@ var (
 // reader; more are dropped (a lost datagram never delays the next).
 const dgramQueue = 64
 
+// outboxLen is how many datagram payloads wait for sendLoop: enough to
+// ride out a short stall of quic-go's queue, few enough that a stalled
+// receiver makes the writer wait at once, for its deadline.
+const outboxLen = 8
+
 func newMediaStream(c *client, st *quicgo.Stream) *mediaStream {
-	return &mediaStream{lineStream: newLineStream(c, st), maxDgram: 1200, rdl: newDeadline()}
+	return &mediaStream{lineStream: newLineStream(c, st), maxDgram: 1200, rdl: newDeadline(),
+		wdl: newDeadline(), closed: make(chan struct{})}
 }
 
 // ReadMedia returns media: in stream mode the next bytes of the stream
@@ -197,18 +216,67 @@ func (m *mediaStream) ReadMedia() ([]byte, error) {
 		return d, nil
 	case <-m.gone:
 		return nil, fmt.Errorf("datagram media: anchor stream closed")
+	case <-m.closed:
+		return nil, net.ErrClosed
 	case <-m.rdl.expired():
 		return nil, errTimeout
 	}
 }
 
 // WriteMedia writes p to the stream, or as datagrams of at most the
-// negotiated size, in order.
+// negotiated size, in order. Either way it returns by the write deadline:
+// in datagram mode it hands p to sendLoop, and fails with a timeout when
+// sendLoop has had no room for it by then (the receiver takes nothing).
 func (m *mediaStream) WriteMedia(p []byte) error {
 	if !m.dgramOn {
 		_, err := m.st.Write(p)
 		return err
 	}
+	select {
+	case <-m.closed:
+		return net.ErrClosed
+	case <-m.sendDone:
+		return m.sendErr
+	case <-m.wdl.expired():
+		return errTimeout // a deadline in the past fails at once, as on sockets
+	default:
+	}
+	p = append([]byte(nil), p...) // the caller reuses p
+	select {
+	case m.outbox <- p:
+		return nil
+	case <-m.closed:
+		return net.ErrClosed
+	case <-m.sendDone:
+		return m.sendErr
+	case <-m.wdl.expired():
+		return errTimeout
+	}
+}
+
+// sendLoop sends the payloads WriteMedia queues until the stream closes or
+// a send fails. It may stay blocked in SendDatagram after the stream
+// closed, until quic-go's queue moves or the connection ends; the client's
+// wait group owns it.
+func (m *mediaStream) sendLoop() {
+	defer close(m.sendDone)
+	for {
+		select {
+		case p := <-m.outbox:
+			if err := m.sendDatagrams(p); err != nil {
+				m.sendErr = err
+				return
+			}
+		case <-m.closed:
+			m.sendErr = net.ErrClosed
+			return
+		}
+	}
+}
+
+// sendDatagrams sends p as datagrams of at most the current maximum size,
+// learning a smaller maximum from quic-go.
+func (m *mediaStream) sendDatagrams(p []byte) error {
 	for len(p) > 0 {
 		n := min(len(p), m.maxDgram)
 		err := m.c.qc.SendDatagram(p[:n])
@@ -237,9 +305,12 @@ func (m *mediaStream) EnableDatagrams() error {
 	m.st.SetReadDeadline(time.Time{})
 	m.dgrams = make(chan []byte, dgramQueue)
 	m.gone = make(chan struct{})
+	m.outbox = make(chan []byte, outboxLen)
+	m.sendDone = make(chan struct{})
 	m.dgramOn = true
 	m.c.dgramMedia.Store(m)
 	m.c.wg.Go(m.watchAnchor)
+	m.c.wg.Go(m.sendLoop)
 	return nil
 }
 
@@ -272,6 +343,13 @@ func (m *mediaStream) SetReadDeadline(t time.Time) error {
 	return m.st.SetReadDeadline(t)
 }
 
+// SetWriteDeadline bounds writes to the stream and WriteMedia's wait for
+// room in datagram mode.
+func (m *mediaStream) SetWriteDeadline(t time.Time) error {
+	m.wdl.set(t)
+	return m.st.SetWriteDeadline(t)
+}
+
 // Refuse resets the stream with the refusal as application error code.
 func (m *mediaStream) Refuse(r transport.Refusal) { refuse(m.st, r) }
 
@@ -284,6 +362,7 @@ func refuse(st *quicgo.Stream, r transport.Refusal) {
 // Close ends the media stream (replaced, or its session ended); the
 // connection carries on.
 func (m *mediaStream) Close() error {
+	m.closeOnce.Do(func() { close(m.closed) })
 	m.c.dgramMedia.CompareAndSwap(m, nil)
 	m.st.CancelRead(quicgo.StreamErrorCode(codeClosed))
 	return m.st.Close()

@@ -157,6 +157,13 @@ func (a *quicIdle) run(stdout io.Writer) error {
 		rss.sample()
 	}
 	held := rss.sample()
+	live := 0
+	for _, qc := range conns {
+		if qc.Context().Err() == nil {
+			live++
+		}
+	}
+	fmt.Fprintf(stdout, "still open after the %v hold: %d\n", a.hold, live)
 	closedAt := time.Now()
 	if a.byServer {
 		a.awaitServerClose(conns, rss)
@@ -179,6 +186,10 @@ func (a *quicIdle) run(stdout io.Writer) error {
 	if n := res.ok.Load(); n > 0 {
 		fmt.Fprintf(stdout, "per established connection: %.1f KiB at the peak; after the close %+d KiB in all\n",
 			float64(peak-before)/float64(n), after-before)
+	}
+	if live > 0 && int64(live) < res.ok.Load() {
+		fmt.Fprintf(stdout, "(the server closed %d before the end of the hold: the figure above is low; open faster or fewer)\n",
+			res.ok.Load()-int64(live))
 	}
 	return nil
 }

@@ -49,6 +49,10 @@ type Config struct {
 	KeepAlive time.Duration
 	// "idle": a QUIC connection that hears nothing for this long is closed.
 	Idle time.Duration
+	// "quic_max_conns_per_source", "quic_max_conns": QUIC connections at
+	// once from one source (IPv4 address, IPv6 /64) and in all; more are
+	// refused before their handshake.
+	QUICMaxConnsPerSource, QUICMaxConns int
 
 	File string // the config file that was loaded, "" if none
 }

@@ -90,7 +90,7 @@ func TestLoadConfigStrings(t *testing.T) {
 	}
 	want := Config{Listen: "::1", Command: 1991, Media: 2014, QUIC: 1991, Ciphers: "A:B",
 		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, Drain: 15 * time.Minute,
-		KeepAlive: 15 * time.Second, Idle: time.Minute, File: conf}
+		KeepAlive: 15 * time.Second, Idle: time.Minute, QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: conf}
 	if c != want {
 		t.Errorf("config = %+v\nwant %+v", c, want)
 	}
@@ -177,7 +177,8 @@ func TestLoadConfigExamples(t *testing.T) {
 			want := Config{Command: 1991, Media: 2014, QUIC: 1991, Public: f, Private: f, DHFile: f,
 				Ciphers: "DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", Users: f,
 				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute,
-				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: path}
+				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute,
+				QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: path}
 			if c != want {
 				t.Errorf("config = %+v\nwant %+v", c, want)
 			}

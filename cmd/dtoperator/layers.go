@@ -37,6 +37,9 @@ func newLoader(envs map[string]string) *loader {
 		"idle":      "60s",
 		"log_level": "info",
 		"data":      defaultDataDir(envs),
+
+		"quic_max_conns_per_source": 16,
+		"quic_max_conns":            20000,
 	}
 	// Loading a map from memory can't fail.
 	_ = l.k.Load(confmap.Provider(defaults, "."), nil)

@@ -57,6 +57,7 @@ func serve(sigs <-chan os.Signal, s *server) error {
 	if s.modern, err = quic.New(quic.Config{
 		CertFile: certs.modernCert, KeyFile: certs.modernKey,
 		KeepAlive: cfg.KeepAlive, IdleTimeout: cfg.Idle,
+		MaxConnsPerSource: cfg.QUICMaxConnsPerSource, MaxConns: cfg.QUICMaxConns,
 	}, s.calls, log); err != nil {
 		return err
 	}

@@ -79,6 +79,11 @@ var settings = []setting{
 		func(c *Config) *time.Duration { return &c.KeepAlive }),
 	durationSetting("idle", "QUIC idle timeout: close a connection silent this long (default 60s)",
 		func(c *Config) *time.Duration { return &c.Idle }),
+	countSetting("quic_max_conns_per_source", "QUIC connections from one address (IPv6: one /64) at once; "+
+		"more are refused before their handshake (default 16)",
+		func(c *Config) *int { return &c.QUICMaxConnsPerSource }),
+	countSetting("quic_max_conns", "QUIC connections at once in all; more are refused before their handshake (default 20000)",
+		func(c *Config) *int { return &c.QUICMaxConns }),
 }
 
 // settingFor returns the setting of key.
@@ -103,6 +108,20 @@ func portSetting(key, usage string, field func(*Config) *int) setting {
 	}
 	get := func(c *Config) any { return *field(c) }
 	return setting{key: key, arg: "port", usage: usage, set: set, get: get}
+}
+
+// countSetting is a setting holding a positive whole number, such as a limit.
+func countSetting(key, usage string, field func(*Config) *int) setting {
+	set := func(c *Config, v any) error {
+		n, ok := toInt(v)
+		if !ok || n < 1 || n > math.MaxInt32 {
+			return fmt.Errorf("%s is not a positive whole number", show(v))
+		}
+		*field(c) = int(n)
+		return nil
+	}
+	get := func(c *Config) any { return *field(c) }
+	return setting{key: key, arg: "count", usage: usage, set: set, get: get}
 }
 
 // stringSetting is a setting holding a string, such as a path.

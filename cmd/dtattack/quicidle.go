@@ -157,13 +157,18 @@ func (a *quicIdle) run(stdout io.Writer) error {
 		rss.sample()
 	}
 	held := rss.sample()
-	live := 0
+	live, why := 0, map[string]int{}
 	for _, qc := range conns {
 		if qc.Context().Err() == nil {
 			live++
+		} else {
+			why[context.Cause(qc.Context()).Error()]++
 		}
 	}
 	fmt.Fprintf(stdout, "still open after the %v hold: %d\n", a.hold, live)
+	for reason, n := range why {
+		fmt.Fprintf(stdout, "  closed early: %d × %s\n", n, reason)
+	}
 	closedAt := time.Now()
 	if a.byServer {
 		a.awaitServerClose(conns, rss)

@@ -63,9 +63,9 @@ type Config struct {
 	// their handshake (CONNECTION_REFUSED). Default 16.
 	MaxConnsPerSource int
 	// MaxConns bounds the QUIC connections in all, refused the same way.
-	// An idle connection that has not logged in holds about 40 KiB, so
-	// the default keeps what idle attackers can hold under 1 GiB. Default
-	// 20000.
+	// An idle connection that has not logged in holds about 100 KiB of
+	// RSS (docs/reliability/quic.md), so the default keeps what idle
+	// attackers can hold to about 2 GiB. Default 20000.
 	MaxConns int
 	// MaxStreams is how many bidirectional streams a client may have open
 	// at once: the command stream, its media stream, and a new media

@@ -119,6 +119,16 @@ const (
 // ProbeInterval is how often the core probes a Prober during a call.
 const ProbeInterval = 250 * time.Millisecond
 
+// Gate decides whether a source address may connect at all: a front asks
+// it before any costly work (the legacy front right after accept, before
+// TLS; the QUIC front before the handshake) and refuses the connection when
+// it answers false. Autoban implements it. Allow is called for every
+// connection attempt, on the front's accept path: it must be cheap, must
+// not block and must be safe for concurrent use.
+type Gate interface {
+	Allow(addr netip.Addr) bool
+}
+
 // Refusal says why a media registration was refused. The values are the
 // application error codes of a QUIC stream reset.
 type Refusal uint64
@@ -152,15 +162,6 @@ func (r Refusal) Error() string {
 // MaxMessage is the size of a buffer that always holds one legacy media
 // message whole: the largest TLS record plaintext.
 const MaxMessage = 16384
-
-// Gate decides, before any costly work, whether a source may connect at
-// all (autoban). The fronts ask it right after accepting a connection
-// (legacy) or receiving a connection attempt (QUIC), before any TLS work,
-// and close or refuse the connection when Allow returns false. Allow must
-// be safe for concurrent use and fast: no I/O, it runs in accept loops.
-type Gate interface {
-	Allow(addr netip.Addr) bool
-}
 
 // Handler serves the connections a front accepts. The core implements it.
 // Both methods block until the connection ends, and close it.

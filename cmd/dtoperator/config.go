@@ -58,6 +58,11 @@ type Config struct {
 	// (tcp.Config.MaxHandshakesPerSource, MaxHandshakes).
 	TLSHandshakesPerSource, TLSHandshakesMax int
 
+	// "quic_max_conns_per_source", "quic_max_conns": QUIC connections at
+	// once from one source (IPv4 address, IPv6 /64) and in all; more are
+	// refused before their handshake.
+	QUICMaxConnsPerSource, QUICMaxConns int
+
 	File string // the config file that was loaded, "" if none
 }
 

@@ -91,7 +91,7 @@ func TestLoadConfigStrings(t *testing.T) {
 	want := Config{Listen: "::1", Command: 1991, Media: 2014, QUIC: 1991, Ciphers: "A:B",
 		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, Drain: 15 * time.Minute,
 		KeepAlive: 15 * time.Second, Idle: time.Minute,
-		TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, File: conf}
+		TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: conf}
 	if c != want {
 		t.Errorf("config = %+v\nwant %+v", c, want)
 	}
@@ -179,7 +179,7 @@ func TestLoadConfigExamples(t *testing.T) {
 				Ciphers: "DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", Users: f,
 				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute,
 				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute,
-				CommandBurst: 40, CommandRate: 10, TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, File: path}
+				CommandBurst: 40, CommandRate: 10, TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: path}
 			if c != want {
 				t.Errorf("config = %+v\nwant %+v", c, want)
 			}

@@ -39,6 +39,9 @@ func newLoader(envs map[string]string) *loader {
 		"tls_handshakes_per_source": 8,    // tcp.DefaultMaxHandshakesPerSource
 		"tls_handshakes_max":        1024, // tcp.DefaultMaxHandshakes
 		"data":                      defaultDataDir(envs),
+
+		"quic_max_conns_per_source": 16,
+		"quic_max_conns":            20000,
 	}
 	// Loading a map from memory can't fail.
 	_ = l.k.Load(confmap.Provider(defaults, "."), nil)

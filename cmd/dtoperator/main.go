@@ -58,7 +58,9 @@ func run(args []string) int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	s := &server{args: args, environ: environ, log: log, level: level, cfg: cfg}
-	if err := serve(sigs, s); err != nil {
+	if err := serve(sigs, s); errors.Is(err, errFrontFailed) {
+		return 1 // logged; a non-zero status lets systemd restart it
+	} else if err != nil {
 		log.Error("dtoperator cannot start: "+err.Error(), attrTag, "system", attrDir, "error")
 		return 1
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -61,6 +62,7 @@ func serve(sigs <-chan os.Signal, s *server) error {
 	if s.modern, err = quic.New(quic.Config{
 		CertFile: certs.modernCert, KeyFile: certs.modernKey,
 		KeepAlive: cfg.KeepAlive, IdleTimeout: cfg.Idle,
+		MaxConnsPerSource: cfg.QUICMaxConnsPerSource, MaxConns: cfg.QUICMaxConns,
 	}, s.calls, log); err != nil {
 		return err
 	}
@@ -85,10 +87,12 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		{"legacy media port", func() error { return s.legacy.ServeMedia(mediaLn) }},
 		{"QUIC port", func() error { return s.modern.Serve(udp) }},
 	}
+	failed := make(chan error, len(fronts)) // a front stopped by itself: shut down as on SIGTERM
 	for _, f := range fronts {
 		wg.Go(func() {
 			if err := f.serve(); err != nil {
-				log.Error(f.name+" stopped", attrTag, "system", attrDir, "error", "err", err)
+				log.Error(f.name+" stopped; shutting down", attrTag, "system", attrDir, "error", "err", err)
+				failed <- fmt.Errorf("%w: %s: %w", errFrontFailed, f.name, err)
 			}
 		})
 	}
@@ -109,20 +113,30 @@ func serve(sigs <-chan os.Signal, s *server) error {
 
 	stopStats := make(chan struct{})
 	wg.Go(func() { reportStats(stopStats, log, s.calls, s.modern) })
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			s.reload()
-			continue
+	var stopErr error
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				s.reload()
+				continue
+			}
+			log.Info("shutting down on "+sig.String(), attrTag, "system", attrDir, "system")
+		case stopErr = <-failed:
 		}
-		log.Info("shutting down on "+sig.String(), attrTag, "system", attrDir, "system")
-		break
+		break wait
 	}
 	close(stopStats)
 	s.drain(sigs)
 	wg.Wait()
 	log.Info("dtoperator stopped", attrTag, "system", attrDir, "system")
-	return nil
+	return stopErr
 }
+
+// errFrontFailed is serve's error after a front stopped by itself (its
+// socket failed) and the server shut down; it is logged already.
+var errFrontFailed = errors.New("a front failed")
 
 // minFDs is the open file limit below which the server warns at start.
 const minFDs = 4096

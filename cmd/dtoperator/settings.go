@@ -90,6 +90,11 @@ var settings = []setting{
 	countSetting("tls_handshakes_max", "legacy ports: connections still shaking hands in all; "+
 		"one more cuts the oldest (default 1024)",
 		func(c *Config) *int { return &c.TLSHandshakesMax }),
+	countSetting("quic_max_conns_per_source", "QUIC connections from one address (IPv6: one /64) at once; "+
+		"more are refused before their handshake (default 16)",
+		func(c *Config) *int { return &c.QUICMaxConnsPerSource }),
+	countSetting("quic_max_conns", "QUIC connections at once in all; more are refused before their handshake (default 20000)",
+		func(c *Config) *int { return &c.QUICMaxConns }),
 }
 
 // settingFor returns the setting of key.

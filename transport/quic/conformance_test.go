@@ -158,7 +158,16 @@ func (f *conformanceFront) commandPipe(t *testing.T) transporttest.Pipe {
 func (f *conformanceFront) mediaPipe(dgram bool) transporttest.MakeMediaPipe {
 	return func(t *testing.T, early []byte) transporttest.MediaPipe {
 		c := f.dial(t)
-		cmd, _ := f.command(t, c)
+		cmd, cp := f.command(t, c)
+		// The front takes media streams only after a login reply went out
+		// on the command stream (before it, it resets them).
+		login := now() + "|resp|login|6144737382751829473"
+		if err := cmd.WriteMessage([]byte(login)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := cp.ReadMessage(time.Now().Add(10 * time.Second)); err != nil || string(got) != login {
+			t.Fatalf("login reply read as %q, %v", got, err)
+		}
 		reg := now() + "|6144737382751829473"
 		if dgram {
 			reg += "|datagram"

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/dtcall/dtcall/transport"
 )
 
 // client is one QUIC connection: its command stream, its media streams and
@@ -16,6 +18,7 @@ import (
 type client struct {
 	srv *Server
 	qc  *quicgo.Conn
+	st  *connState     // from connContext
 	wg  sync.WaitGroup // the connection's goroutines; serveConn waits
 	// dgramMedia is the media stream in datagram mode, if any: datagrams
 	// that arrive go to it.
@@ -24,10 +27,14 @@ type client struct {
 
 // serveConn serves one QUIC connection until it ends: the first stream the
 // client opens is the command stream; every later one is a media stream
-// candidate. The connection closes when the command stream's session ends.
+// candidate, refused at once (RefuseSession) before the connection's login.
+// The connection closes when the command stream's session ends.
 func (s *Server) serveConn(qc *quicgo.Conn) {
 	s.handshakeDone(qc)
-	c := &client{srv: s, qc: qc}
+	c := &client{srv: s, qc: qc, st: stateOf(qc)}
+	if c.st == nil { // not from our listener's connContext
+		c.st = &connState{}
+	}
 	stop := context.AfterFunc(s.ctx, func() { qc.CloseWithError(codeShuttingDown, "server shutting down") })
 	defer stop()
 	log := s.log.With("peer", remoteAddr(qc).Addr().String(), "tag", "quic")
@@ -54,6 +61,12 @@ func (s *Server) serveConn(qc *quicgo.Conn) {
 		st, err := qc.AcceptStream(qc.Context())
 		if err != nil {
 			break // the connection is gone
+		}
+		if !c.st.loggedIn.Load() {
+			// No session can be registered from here yet (the core would
+			// say the same, after a goroutine and a buffer for this stream).
+			refuse(st, transport.RefuseSession)
+			continue
 		}
 		wg.Go(func() { s.handler.ServeMedia(s.ctx, newMediaStream(c, st)) })
 	}

@@ -29,17 +29,24 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // them with quic-go clients, line by line and datagram by datagram.
 
 type env struct {
-	t    testing.TB
-	core *core.Server
-	srv  *quic.Server
-	addr *net.UDPAddr
-	cert testcert.Cert
+	t      testing.TB
+	core   *core.Server
+	srv    *quic.Server
+	addr   *net.UDPAddr
+	cert   testcert.Cert
+	client *quicgo.Config // for the clients dialled from now on; nil: clientConfig's default
 }
 
 // start runs a server (both fronts; these tests use QUIC) until the end of t.
 func start(t testing.TB, ccfg core.Config) *env {
 	t.Helper()
-	ts := testserver.Start(t, testserver.Config{Core: ccfg})
+	return startQUIC(t, ccfg, quic.Config{})
+}
+
+// startQUIC is start with settings for the QUIC front.
+func startQUIC(t testing.TB, ccfg core.Config, qcfg quic.Config) *env {
+	t.Helper()
+	ts := testserver.Start(t, testserver.Config{Core: ccfg, QUIC: qcfg})
 	return &env{t: t, core: ts.Core, srv: ts.QUIC, addr: ts.QUICAddr, cert: ts.Cert}
 }
 
@@ -72,14 +79,23 @@ func (e *env) tlsConfig(alpn string) *tls.Config {
 
 // dialQUIC connects from a socket of its own (so that it can migrate).
 func (e *env) dialQUIC(alpn string) (*quicgo.Transport, *quicgo.Conn, error) {
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return e.dialFrom(net.IPv4(127, 0, 0, 1), alpn, nil)
+}
+
+// dialFrom connects from a socket of its own on ip, through wrap if set.
+func (e *env) dialFrom(ip net.IP, alpn string, wrap func(*net.UDPConn) net.PacketConn) (*quicgo.Transport, *quicgo.Conn, error) {
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
 		return nil, nil, err
+	}
+	var pc net.PacketConn = udp
+	if wrap != nil {
+		pc = wrap(udp)
 	}
 	tr := &quicgo.Transport{Conn: pc}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	qc, err := tr.Dial(ctx, e.addr, e.tlsConfig(alpn), &quicgo.Config{EnableDatagrams: true, KeepAlivePeriod: 5 * time.Second})
+	qc, err := tr.Dial(ctx, e.addr, e.tlsConfig(alpn), e.clientConfig())
 	if err != nil {
 		tr.Close()
 		pc.Close()
@@ -88,9 +104,23 @@ func (e *env) dialQUIC(alpn string) (*quicgo.Transport, *quicgo.Conn, error) {
 	return tr, qc, nil
 }
 
+// clientConfig is the clients' QUIC configuration.
+func (e *env) clientConfig() *quicgo.Config {
+	if e.client != nil {
+		return e.client.Clone()
+	}
+	return &quicgo.Config{EnableDatagrams: true, KeepAlivePeriod: 5 * time.Second}
+}
+
 func (e *env) connect(user string) *phone {
 	e.t.Helper()
-	tr, qc, err := e.dialQUIC(quic.ALPN)
+	return e.connectVia(user, nil)
+}
+
+// connectVia is connect through a wrapped client socket.
+func (e *env) connectVia(user string, wrap func(*net.UDPConn) net.PacketConn) *phone {
+	e.t.Helper()
+	tr, qc, err := e.dialFrom(net.IPv4(127, 0, 0, 1), quic.ALPN, wrap)
 	if err != nil {
 		e.t.Fatalf("%s: dial: %v", user, err)
 	}
@@ -111,8 +141,13 @@ func (p *phone) close() {
 
 func (e *env) online(user string, dgram bool) *phone {
 	e.t.Helper()
-	p := e.connect(user)
-	p.send(now() + "|login|" + user + "|pw-" + user)
+	return e.login(e.connect(user), dgram)
+}
+
+// login logs p in and registers its media.
+func (e *env) login(p *phone, dgram bool) *phone {
+	e.t.Helper()
+	p.send(now() + "|login|" + p.user + "|pw-" + p.user)
 	p.sid = p.expect("resp|login|")[3]
 	p.registerMedia(dgram)
 	return p

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,36 @@ type Config struct {
 	// arrived for this long, so that its partner is told call|drop within
 	// seconds of a client vanishing. Default 1.5 s.
 	CallLiveness time.Duration
+
+	// MaxConnsPerSource bounds the QUIC connections from one source (an
+	// IPv4 address, or an IPv6 /64), handshaking ones included. A client
+	// needs one (two for a moment when it logs in again); a few phones
+	// behind one NAT need one each. Attempts beyond it are refused before
+	// their handshake (CONNECTION_REFUSED). Default 16.
+	MaxConnsPerSource int
+	// MaxConns bounds the QUIC connections in all, refused the same way.
+	// An idle connection that has not logged in holds about 100 KiB of
+	// RSS (docs/reliability/quic.md), so the default keeps what idle
+	// attackers can hold to about 2 GiB. Default 20000.
+	MaxConns int
+	// MaxStreams is how many bidirectional streams a client may have open
+	// at once: the command stream, its media stream, and a new media
+	// stream while the old one is being replaced. Unidirectional streams
+	// are not part of the protocol: a client may open none. Default 4.
+	MaxStreams int
+	// ReceiveWindow is the flow-control window of each stream at first, and
+	// of the whole connection until it has logged in: how much a client
+	// that has not logged in can make the server buffer. Commands are
+	// lines of at most 1 KiB, voice is 1.6 KB/s, and 8 KiB a round trip
+	// carries 27 KB/s even over 300 ms. Default 8 KiB.
+	ReceiveWindow int
+	// MaxReceiveWindow is how far quic-go may grow the connection's window
+	// once the client has logged in (a stream's grows to half of it).
+	// Default 128 KiB.
+	MaxReceiveWindow int
+	// Gate, if set, is asked about each connection attempt before its
+	// handshake; one it refuses gets CONNECTION_REFUSED. Autoban sets it.
+	Gate transport.Gate
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +100,17 @@ func (c *Config) setDefaults() {
 	if c.CallLiveness <= 0 {
 		c.CallLiveness = 1500 * time.Millisecond
 	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxConnsPerSource, 16)
+	def(&c.MaxConns, 20000)
+	def(&c.MaxStreams, 4)
+	def(&c.ReceiveWindow, 8<<10)
+	def(&c.MaxReceiveWindow, 128<<10)
+	c.MaxReceiveWindow = max(c.MaxReceiveWindow, c.ReceiveWindow)
 }
 
 // Server runs QUIC listeners. Its methods are safe for concurrent use.
@@ -83,7 +125,16 @@ type Server struct {
 
 	ctx    context.Context // cancelled by Close; parent of every connection's
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // accept loops and connection goroutines
+	// wg counts the accept loops, the connection goroutines and the
+	// reclaimer; Add happens under mu, while closed is false (see goLocked).
+	wg sync.WaitGroup
+
+	gate    transport.Gate // nil: everyone may connect
+	admit   *admission
+	reclaim chan struct{} // wakes reclaimLoop; see admission.put
+	// refused counts connection attempts refused before their handshake, by
+	// reason (refusalReasons).
+	refused [len(refusalReasons)]atomic.Int64
 
 	// datagramsDropped counts received datagrams dropped because the relay
 	// lagged behind (see dgramQueue).
@@ -102,6 +153,7 @@ type Server struct {
 	// closeConn); lingerUntil is when the last of them fires.
 	lingering   map[*quicgo.Conn]*time.Timer
 	lingerUntil time.Time
+	reclaiming  bool // reclaimLoop runs
 }
 
 // New loads the certificate and prepares the QUIC and TLS configuration.
@@ -119,13 +171,23 @@ func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 			NextProtos: []string{ALPN},
 		},
 		quic: &quicgo.Config{
-			HandshakeIdleTimeout: cfg.HandshakeTimeout,
-			MaxIdleTimeout:       cfg.IdleTimeout,
-			KeepAlivePeriod:      cfg.KeepAlive,
-			EnableDatagrams:      true,
+			HandshakeIdleTimeout:           cfg.HandshakeTimeout,
+			MaxIdleTimeout:                 cfg.IdleTimeout,
+			KeepAlivePeriod:                cfg.KeepAlive,
+			EnableDatagrams:                true,
+			MaxIncomingStreams:             int64(cfg.MaxStreams),
+			MaxIncomingUniStreams:          -1, // quic-go: negative means none
+			InitialStreamReceiveWindow:     uint64(cfg.ReceiveWindow),
+			MaxStreamReceiveWindow:         uint64(max(cfg.MaxReceiveWindow/2, cfg.ReceiveWindow)),
+			InitialConnectionReceiveWindow: uint64(cfg.ReceiveWindow),
+			MaxConnectionReceiveWindow:     uint64(cfg.MaxReceiveWindow),
+			AllowConnectionWindowIncrease:  allowWindowIncrease,
 		},
 		handshake:    cfg.HandshakeTimeout,
 		callLiveness: cfg.CallLiveness,
+		gate:         cfg.Gate,
+		admit:        newAdmission(cfg.MaxConnsPerSource, cfg.MaxConns),
+		reclaim:      make(chan struct{}, 1),
 		transports:   make(map[*quicgo.Transport]struct{}),
 		listeners:    make(map[*quicgo.Listener]struct{}),
 		lingering:    make(map[*quicgo.Conn]*time.Timer),
@@ -157,7 +219,8 @@ func (s *Server) Reload(certFile, keyFile string) error {
 }
 
 // Serve accepts QUIC connections on pc until pc or the server is closed.
-// pc is closed when Serve returns.
+// pc is closed when Serve returns. It returns nil once the server closes
+// (CloseListeners or Close), and the error otherwise: the socket failed.
 func (s *Server) Serve(pc net.PacketConn) error {
 	tr := &quicgo.Transport{Conn: pc, ConnContext: s.connContext}
 	ln, err := tr.Listen(s.tls, s.quic)
@@ -172,27 +235,25 @@ func (s *Server) Serve(pc net.PacketConn) error {
 		pc.Close()
 		return net.ErrClosed
 	}
-	s.wg.Add(1)
-	defer s.wg.Done()
+	defer s.wg.Done() // add counted this loop
 	defer ln.Close()
 	for {
 		qc, err := ln.Accept(s.ctx)
 		if err != nil {
-			if s.isClosed() || errors.Is(err, quicgo.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+			if s.isClosed() {
 				return nil
 			}
 			return fmt.Errorf("quic accept: %w", err)
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(qc)
-		}()
+		if !s.goTracked(func() { s.serveConn(qc) }) {
+			qc.CloseWithError(codeShuttingDown, "server shutting down")
+		}
 	}
 }
 
 // add records a socket's transport and listener, for CloseListeners and
-// Close. The transport stays open (its connections use it) until Close.
+// Close, and counts the accept loop in wg, unless the server is closed.
+// The transport stays open (its connections use it) until Close.
 func (s *Server) add(tr *quicgo.Transport, ln *quicgo.Listener) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -201,7 +262,35 @@ func (s *Server) add(tr *quicgo.Transport, ln *quicgo.Listener) bool {
 	}
 	s.transports[tr] = struct{}{}
 	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	if !s.reclaiming {
+		s.reclaiming = true
+		s.goLocked(s.reclaimLoop)
+	}
 	return true
+}
+
+// goTracked runs f in a goroutine counted in wg, unless the server is
+// closed; it reports whether it did.
+func (s *Server) goTracked(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.goLocked(f)
+	return true
+}
+
+// goLocked runs f in a goroutine counted in wg. s.mu must be held and
+// s.closed false: wg.Add never races with Close's wg.Wait (net/http's
+// trackListener).
+func (s *Server) goLocked(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
 }
 
 func (s *Server) isClosed() bool {
@@ -245,32 +334,78 @@ type Stats struct {
 	DatagramsDropped int64 // received datagrams dropped: the relay lagged
 	// Handshakes counts handshakes by outcome: "ok", "failed", "timeout".
 	Handshakes map[string]int64
+	// Conns is the number of QUIC connections, handshaking ones included.
+	Conns int
+	// Refused counts connection attempts refused before their handshake, by
+	// reason: "banned" (the gate said no), "per_source" (MaxConnsPerSource)
+	// and "total" (MaxConns). A client that resends its first packet before
+	// the refusal reaches it is counted again.
+	Refused map[string]int64
 }
 
 // Stats returns a snapshot of the front's counters.
 func (s *Server) Stats() Stats {
-	return Stats{
+	st := Stats{
 		DatagramsDropped: s.datagramsDropped.Load(),
 		Handshakes: map[string]int64{
 			"ok": s.handshakes[0].Load(), "failed": s.handshakes[1].Load(), "timeout": s.handshakes[2].Load(),
 		},
+		Conns:   s.admit.count(),
+		Refused: make(map[string]int64, len(refusalReasons)),
 	}
+	for i, r := range refusalReasons {
+		st.Refused[r] = s.refused[i].Load()
+	}
+	return st
 }
 
-// handshakeState is whether a connection's handshake was settled: accepted
-// (counted ok) or closed before (counted failed or timeout), whichever
-// comes first.
-type handshakeState struct{ settled atomic.Bool }
+// connState is what the front knows of one connection, from before its
+// handshake on; connContext puts it in the connection's context.
+type connState struct {
+	// settled is whether the handshake was settled: accepted (counted ok)
+	// or closed before (counted failed or timeout), whichever came first.
+	settled atomic.Bool
+	// loggedIn is set when the server answers a login on the command
+	// stream; until then the connection's receive window stays small and
+	// it may open no media stream.
+	loggedIn atomic.Bool
+}
 
-type handshakeKey struct{}
+type connStateKey struct{}
 
-// connContext runs when a connection attempt arrives, before its handshake.
-// quic-go cancels ctx, with the reason, when the connection closes: a
-// connection that closes before it was accepted failed its handshake.
-func (s *Server) connContext(ctx context.Context, _ *quicgo.ClientInfo) (context.Context, error) {
-	hs := &handshakeState{}
+// stateOf returns the front's state of qc, nil if it has none.
+func stateOf(qc *quicgo.Conn) *connState {
+	st, _ := qc.Context().Value(connStateKey{}).(*connState)
+	return st
+}
+
+// connContext runs when a connection attempt arrives, before its handshake,
+// on quic-go's packet loop. It refuses the attempt (quic-go answers
+// CONNECTION_REFUSED) when the gate bans the source or a connection limit
+// is reached. quic-go cancels ctx, with the reason, when the connection
+// closes: the admission is given back then, and a connection that closes
+// before it was accepted failed its handshake.
+func (s *Server) connContext(ctx context.Context, ci *quicgo.ClientInfo) (context.Context, error) {
+	addr := clientAddr(ci)
+	var err error
+	if s.gate != nil && !s.gate.Allow(addr) {
+		err = errBanned
+	} else {
+		err = s.admit.take(sourceOf(addr))
+	}
+	if err != nil {
+		s.refused[refusalByReason[err]].Add(1)
+		return nil, err
+	}
+	st := &connState{}
 	context.AfterFunc(ctx, func() {
-		if !hs.settled.CompareAndSwap(false, true) {
+		if s.admit.put(sourceOf(addr)) {
+			select {
+			case s.reclaim <- struct{}{}:
+			default:
+			}
+		}
+		if !st.settled.CompareAndSwap(false, true) {
 			return
 		}
 		var hte *quicgo.HandshakeTimeoutError
@@ -281,15 +416,48 @@ func (s *Server) connContext(ctx context.Context, _ *quicgo.ClientInfo) (context
 			s.handshakes[1].Add(1)
 		}
 	})
-	return context.WithValue(ctx, handshakeKey{}, hs), nil
+	return context.WithValue(ctx, connStateKey{}, st), nil
+}
+
+// allowWindowIncrease lets quic-go grow a connection's receive window only
+// once it has logged in. It runs on quic-go's connection loop.
+func allowWindowIncrease(qc *quicgo.Conn, _ uint64) bool {
+	st := stateOf(qc)
+	return st != nil && st.loggedIn.Load()
 }
 
 // handshakeDone counts an accepted connection's handshake as ok.
 func (s *Server) handshakeDone(qc *quicgo.Conn) {
-	if hs, ok := qc.Context().Value(handshakeKey{}).(*handshakeState); ok && hs.settled.CompareAndSwap(false, true) {
+	if st := stateOf(qc); st != nil && st.settled.CompareAndSwap(false, true) {
 		s.handshakes[0].Add(1)
 	}
 }
+
+// reclaimLoop hands the memory of closed connections back to the system
+// soon after many closed (admission.put decides): Go returns freed memory
+// only after a garbage collection, and a server that allocates little after
+// a burst of connections ends would otherwise wait for the runtime's
+// two-minute forced collection, and the scavenger after it, holding the
+// burst's peak meanwhile. It waits a moment first, for quic-go to drop
+// the closed connections.
+func (s *Server) reclaimLoop() {
+	for {
+		select {
+		case <-s.reclaim:
+		case <-s.ctx.Done():
+			return
+		}
+		select {
+		case <-time.After(reclaimDelay):
+			debug.FreeOSMemory()
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// reclaimDelay is how long reclaimLoop waits before it collects.
+const reclaimDelay = 2 * time.Second
 
 // Close stops accepting, closes every connection and socket, and waits for
 // all goroutines of the front. Idempotent.

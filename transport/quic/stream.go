@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,6 +97,29 @@ func newCommandStream(c *client, st *quicgo.Stream) *commandStream {
 	return &commandStream{lineStream: newLineStream(c, st)}
 }
 
+// WriteMessage writes a reply as one line. A login's success reply marks
+// the connection logged in first (its windows may grow and it may open
+// media streams): the client learns its session id from this reply, so
+// its media stream cannot arrive before the mark. A message written while
+// the server drains is noted, for Close.
+func (cs *commandStream) WriteMessage(msg []byte) error {
+	if !cs.c.st.loggedIn.Load() && isLoginReply(msg) {
+		cs.c.st.loggedIn.Store(true)
+	}
+	cs.noteWrite()
+	return cs.lineStream.WriteMessage(msg)
+}
+
+// loginReply is what follows the server time in a login's success reply,
+// servertime|resp|login|sessionid (wire.Reply).
+var loginReply = []byte("|" + wire.KindResp + "|" + wire.SubLogin + "|")
+
+// isLoginReply reports whether msg is a login's success reply.
+func isLoginReply(msg []byte) bool {
+	i := bytes.IndexByte(msg, '|')
+	return i > 0 && bytes.HasPrefix(msg[i:], loginReply)
+}
+
 // probeState is what Probe remembers between probes.
 type probeState struct {
 	packets uint64    // packets received from the client at the last change
@@ -139,13 +164,6 @@ func (cs *commandStream) Close() error {
 	return cs.c.srv.closeConn(cs.c.qc, cs.wroteDraining.Load())
 }
 
-// WriteMessage writes msg as one line (see lineStream.WriteMessage) and
-// notes a message written while the server drains, for Close.
-func (cs *commandStream) WriteMessage(msg []byte) error {
-	cs.noteWrite()
-	return cs.lineStream.WriteMessage(msg)
-}
-
 func (cs *commandStream) noteWrite() {
 	if cs.c.srv.draining.Load() {
 		cs.wroteDraining.Store(true)
@@ -156,11 +174,22 @@ func (cs *commandStream) noteWrite() {
 // then opaque bytes (stream mode) or datagrams (datagram mode).
 type mediaStream struct {
 	lineStream
-	dgrams   chan []byte   // datagram mode: payloads received, filled by deliver
-	dgramOn  bool          // owned by the core's reader after EnableDatagrams
-	rdl      *deadline     // datagram mode read deadline
-	maxDgram int           // owned by the writer: current max payload size
-	gone     chan struct{} // closed when the stream's read side ends in datagram mode
+	dgrams  chan []byte   // datagram mode: payloads received, filled by deliver
+	dgramOn bool          // owned by the core's reader after EnableDatagrams
+	rdl     *deadline     // datagram mode read deadline
+	gone    chan struct{} // closed when the stream's read side ends in datagram mode
+
+	// Datagram mode writes: WriteMedia hands payloads to sendLoop, waiting
+	// for room until the write deadline (quic-go's SendDatagram blocks
+	// while its queue is full and knows no deadline).
+	wdl      *deadline     // datagram mode write deadline
+	outbox   chan []byte   // payloads for sendLoop, each WriteMedia's own copy
+	sendDone chan struct{} // closed when sendLoop ends; sendErr is set then
+	sendErr  error
+	maxDgram int // owned by sendLoop: current max payload size
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close
 }
 
 var (
@@ -172,8 +201,14 @@ var (
 // reader; more are dropped (a lost datagram never delays the next).
 const dgramQueue = 64
 
+// outboxLen is how many datagram payloads wait for sendLoop: enough to
+// ride out a short stall of quic-go's queue, few enough that a stalled
+// receiver makes the writer wait at once, for its deadline.
+const outboxLen = 8
+
 func newMediaStream(c *client, st *quicgo.Stream) *mediaStream {
-	return &mediaStream{lineStream: newLineStream(c, st), maxDgram: 1200, rdl: newDeadline()}
+	return &mediaStream{lineStream: newLineStream(c, st), maxDgram: 1200, rdl: newDeadline(),
+		wdl: newDeadline(), closed: make(chan struct{})}
 }
 
 // ReadMedia returns media: in stream mode the next bytes of the stream
@@ -196,18 +231,67 @@ func (m *mediaStream) ReadMedia() ([]byte, error) {
 		return d, nil
 	case <-m.gone:
 		return nil, fmt.Errorf("datagram media: anchor stream closed")
+	case <-m.closed:
+		return nil, net.ErrClosed
 	case <-m.rdl.expired():
 		return nil, errTimeout
 	}
 }
 
 // WriteMedia writes p to the stream, or as datagrams of at most the
-// negotiated size, in order.
+// negotiated size, in order. Either way it returns by the write deadline:
+// in datagram mode it hands p to sendLoop, and fails with a timeout when
+// sendLoop has had no room for it by then (the receiver takes nothing).
 func (m *mediaStream) WriteMedia(p []byte) error {
 	if !m.dgramOn {
 		_, err := m.st.Write(p)
 		return err
 	}
+	select {
+	case <-m.closed:
+		return net.ErrClosed
+	case <-m.sendDone:
+		return m.sendErr
+	case <-m.wdl.expired():
+		return errTimeout // a deadline in the past fails at once, as on sockets
+	default:
+	}
+	p = append([]byte(nil), p...) // the caller reuses p
+	select {
+	case m.outbox <- p:
+		return nil
+	case <-m.closed:
+		return net.ErrClosed
+	case <-m.sendDone:
+		return m.sendErr
+	case <-m.wdl.expired():
+		return errTimeout
+	}
+}
+
+// sendLoop sends the payloads WriteMedia queues until the stream closes or
+// a send fails. It may stay blocked in SendDatagram after the stream
+// closed, until quic-go's queue moves or the connection ends; the client's
+// wait group owns it.
+func (m *mediaStream) sendLoop() {
+	defer close(m.sendDone)
+	for {
+		select {
+		case p := <-m.outbox:
+			if err := m.sendDatagrams(p); err != nil {
+				m.sendErr = err
+				return
+			}
+		case <-m.closed:
+			m.sendErr = net.ErrClosed
+			return
+		}
+	}
+}
+
+// sendDatagrams sends p as datagrams of at most the current maximum size,
+// learning a smaller maximum from quic-go.
+func (m *mediaStream) sendDatagrams(p []byte) error {
 	for len(p) > 0 {
 		n := min(len(p), m.maxDgram)
 		err := m.c.qc.SendDatagram(p[:n])
@@ -236,9 +320,12 @@ func (m *mediaStream) EnableDatagrams() error {
 	m.st.SetReadDeadline(time.Time{})
 	m.dgrams = make(chan []byte, dgramQueue)
 	m.gone = make(chan struct{})
+	m.outbox = make(chan []byte, outboxLen)
+	m.sendDone = make(chan struct{})
 	m.dgramOn = true
 	m.c.dgramMedia.Store(m)
 	m.c.wg.Go(m.watchAnchor)
+	m.c.wg.Go(m.sendLoop)
 	return nil
 }
 
@@ -271,10 +358,20 @@ func (m *mediaStream) SetReadDeadline(t time.Time) error {
 	return m.st.SetReadDeadline(t)
 }
 
+// SetWriteDeadline bounds writes to the stream and WriteMedia's wait for
+// room in datagram mode.
+func (m *mediaStream) SetWriteDeadline(t time.Time) error {
+	m.wdl.set(t)
+	return m.st.SetWriteDeadline(t)
+}
+
 // Refuse resets the stream with the refusal as application error code.
-func (m *mediaStream) Refuse(r transport.Refusal) {
-	m.st.CancelRead(quicgo.StreamErrorCode(r))
-	m.st.CancelWrite(quicgo.StreamErrorCode(r))
+func (m *mediaStream) Refuse(r transport.Refusal) { refuse(m.st, r) }
+
+// refuse resets both directions of st with the refusal as code.
+func refuse(st *quicgo.Stream, r transport.Refusal) {
+	st.CancelRead(quicgo.StreamErrorCode(r))
+	st.CancelWrite(quicgo.StreamErrorCode(r))
 }
 
 // Close ends the media stream (replaced, or its session ended); the
@@ -283,6 +380,7 @@ func (m *mediaStream) Refuse(r transport.Refusal) {
 // once the stream is closed, the connection's end too) but rechecks its
 // deadline when woken.
 func (m *mediaStream) Close() error {
+	m.closeOnce.Do(func() { close(m.closed) })
 	m.c.dgramMedia.CompareAndSwap(m, nil)
 	m.st.SetWriteDeadline(time.Unix(1, 0))
 	m.st.CancelRead(quicgo.StreamErrorCode(codeClosed))

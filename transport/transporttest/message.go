@@ -42,7 +42,7 @@ func (s suite) oversize(t *testing.T, p *pipe) {
 	p.expectIn(t, whole)
 	for _, n := range []int{2*max + 100, 10*max + 3} {
 		long := pattern(n, byte(n))
-		p.send(t, long, []byte("after"))
+		wait := p.sendAsync(long, []byte("after"))
 		p.conn.SetReadDeadline(time.Now().Add(soon))
 		if s.f.CutOversize {
 			p.expectCut(t, long, max)
@@ -50,6 +50,7 @@ func (s suite) oversize(t *testing.T, p *pipe) {
 			p.expectSplit(t, long, max)
 		}
 		p.expectIn(t, []byte("after"))
+		wait(t)
 	}
 }
 

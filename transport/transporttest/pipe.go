@@ -68,6 +68,28 @@ func (p *pipe) send(t *testing.T, msgs ...[]byte) {
 	}
 }
 
+// sendAsync is send from another goroutine, for messages larger than the
+// transport's flow-control window (the channel must read while the peer
+// writes); wait reports the writes' outcome.
+func (p *pipe) sendAsync(msgs ...[]byte) (wait func(t *testing.T)) {
+	done := make(chan error, 1)
+	go func() {
+		for _, m := range msgs {
+			if err := p.peerWrite(m); err != nil {
+				done <- fmt.Errorf("peer write %s: %w", show(m), err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	return func(t *testing.T) {
+		t.Helper()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // expectIn reads msgs at the channel: one read each, or, for stream media,
 // the same bytes in any number of reads.
 func (p *pipe) expectIn(t *testing.T, msgs ...[]byte) {

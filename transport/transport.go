@@ -106,6 +106,15 @@ type Fronted interface {
 	Front() string // FrontTCP or FrontQUIC
 }
 
+// Gate decides, before any costly work, whether a front serves a
+// connection from addr at all: the legacy front closes a refused
+// connection right after accept, before any TLS work; QUIC refuses the
+// connection attempt before its handshake. The autoban (accounts/autoban)
+// implements it. Allow must be cheap and must not block.
+type Gate interface {
+	Allow(addr netip.Addr) bool
+}
+
 // Front names, as metrics label them.
 const (
 	FrontTCP  = "tcp"

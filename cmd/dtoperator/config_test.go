@@ -90,7 +90,9 @@ func TestLoadConfigStrings(t *testing.T) {
 	}
 	want := Config{Listen: "::1", Command: 1991, Media: 2014, QUIC: 1991, Ciphers: "A:B",
 		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, Drain: 15 * time.Minute,
-		KeepAlive: 15 * time.Second, Idle: time.Minute, File: conf}
+		KeepAlive: 15 * time.Second, Idle: time.Minute, File: conf,
+		AutobanAttempts: 10, AutobanWindow: 2 * time.Minute, AutobanTime: 5 * time.Minute,
+		LoginQueue: 256, LoginQueuePerSource: 4, LoginWait: 10 * time.Second}
 	if c != want {
 		t.Errorf("config = %+v\nwant %+v", c, want)
 	}
@@ -177,7 +179,9 @@ func TestLoadConfigExamples(t *testing.T) {
 			want := Config{Command: 1991, Media: 2014, QUIC: 1991, Public: f, Private: f, DHFile: f,
 				Ciphers: "DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", Users: f,
 				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute,
-				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: path}
+				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute, File: path,
+				AutobanAttempts: 10, AutobanWindow: 2 * time.Minute, AutobanTime: 5 * time.Minute,
+				LoginQueue: 256, LoginQueuePerSource: 4, LoginWait: 10 * time.Second}
 			if c != want {
 				t.Errorf("config = %+v\nwant %+v", c, want)
 			}

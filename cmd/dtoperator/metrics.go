@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/dtcall/dtcall/accounts"
+	"github.com/dtcall/dtcall/accounts/autoban"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/transport/quic"
 	"github.com/dtcall/dtcall/transport/tcp"
@@ -23,6 +24,7 @@ type metricsCollector struct {
 	legacy  *tcp.Server
 	modern  *quic.Server
 	store   *accounts.Store
+	bans    *autoban.Bans
 	reloads *reloadCounts
 }
 
@@ -50,6 +52,8 @@ var (
 	descUnresponsive  = desc("dtcall_unresponsive_total", "QUIC clients disconnected because nothing came from them for 1.5 s during a call.")
 	descWriteFailures = desc("dtcall_write_failures_total", "Reply and media writes that failed or timed out.")
 	descQueueDelay    = desc("dtcall_media_queue_delay_max_seconds", "Longest time a media chunk waited in a receiver's queue since start.")
+	descAutobanActive = desc("dtcall_autoban_active", "Sources banned now for failed logins.")
+	descAutobanBans   = desc("dtcall_autoban_bans_total", "Bans imposed for failed logins since start.")
 )
 
 // quicDatagramDrop is the drop reason of datagrams the QUIC front dropped
@@ -61,6 +65,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descSessions, descCallsActive, descCalls, descCallsEnded, descLogins, descLoginCheck,
 		descLoginsWaiting, descMediaBytes, descMediaDropped, descHandshakes, descReloads,
 		descDraining, descSlowConsumers, descUnresponsive, descWriteFailures, descQueueDelay,
+		descAutobanActive, descAutobanBans,
 	} {
 		ch <- d
 	}
@@ -120,6 +125,9 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descUnresponsive, st.Unresponsive)
 	counter(descWriteFailures, st.WriteTimeouts)
 	gauge(descQueueDelay, time.Duration(st.MaxQueueDelayNs).Seconds())
+	bs := m.bans.Stats()
+	gauge(descAutobanActive, float64(bs.Active))
+	counter(descAutobanBans, bs.Bans)
 }
 
 // newRegistry returns a registry with the server's families and the

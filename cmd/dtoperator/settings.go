@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/pflag"
 )
@@ -79,6 +80,24 @@ var settings = []setting{
 		func(c *Config) *time.Duration { return &c.KeepAlive }),
 	durationSetting("idle", "QUIC idle timeout: close a connection silent this long (default 60s)",
 		func(c *Config) *time.Duration { return &c.Idle }),
+	countSetting("autoban_attempts", 0, "failed logins from one source (IPv4 address, IPv6 /64) within "+
+		"autoban_window that ban it for autoban_time; 0 turns autoban off (default 10)",
+		func(c *Config) *int { return &c.AutobanAttempts }),
+	durationSetting("autoban_window", "the time in which autoban_attempts failures ban a source (default 2m)",
+		func(c *Config) *time.Duration { return &c.AutobanWindow }),
+	durationSetting("autoban_time", "how long a ban lasts (default 5m)",
+		func(c *Config) *time.Duration { return &c.AutobanTime }),
+	{key: "autoban_exempt", arg: "cidrs", usage: `sources never banned: CIDR prefixes or addresses, ` +
+		`separated by commas or spaces, e.g. "10.0.0.0/8, 2001:db8::/48" (default "": none)`,
+		set: setAutobanExempt, get: func(c *Config) any { return c.AutobanExempt }},
+	countSetting("login_queue", 1, "password checks that may wait in all; beyond it a login is refused "+
+		"at once (default 256)",
+		func(c *Config) *int { return &c.LoginQueue }),
+	countSetting("login_queue_per_source", 1, "password checks that may wait from one source; beyond it "+
+		"a login is refused at once (default 4)",
+		func(c *Config) *int { return &c.LoginQueuePerSource }),
+	durationSetting("login_wait", "longest wait of a login for its password check; then it is refused (default 10s)",
+		func(c *Config) *time.Duration { return &c.LoginWait }),
 }
 
 // settingFor returns the setting of key.
@@ -103,6 +122,85 @@ func portSetting(key, usage string, field func(*Config) *int) setting {
 	}
 	get := func(c *Config) any { return *field(c) }
 	return setting{key: key, arg: "port", usage: usage, set: set, get: get}
+}
+
+// maxCount bounds count settings: far above any sane value, and small
+// enough that nothing sized by one overflows.
+const maxCount = 1 << 20
+
+// countSetting is a setting holding a whole number min..maxCount.
+func countSetting(key string, min int64, usage string, field func(*Config) *int) setting {
+	set := func(c *Config, v any) error {
+		n, ok := toInt(v)
+		if !ok || n < min || n > maxCount {
+			return fmt.Errorf("%s is not a whole number %d-%d", show(v), min, maxCount)
+		}
+		*field(c) = int(n)
+		return nil
+	}
+	get := func(c *Config) any { return *field(c) }
+	return setting{key: key, arg: "count", usage: usage, set: set, get: get}
+}
+
+// setAutobanExempt stores a list of CIDR prefixes or addresses: a string
+// separated by commas or white space, or a TOML array of strings. It is
+// stored as a string, normalized ("10.0.0.0/8, 2001:db8::/48"), so that
+// Config stays comparable; exemptPrefixes parses it.
+func setAutobanExempt(c *Config, v any) error {
+	var items []string
+	switch v := v.(type) {
+	case string:
+		items = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	case []any:
+		for _, x := range v {
+			s, ok := x.(string)
+			if !ok {
+				return fmt.Errorf("%s is not a string", show(x))
+			}
+			items = append(items, s)
+		}
+	default:
+		return fmt.Errorf("%s is not a list of CIDR prefixes", show(v))
+	}
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		p, err := parsePrefix(strings.TrimSpace(it))
+		if err != nil {
+			return err
+		}
+		out = append(out, p.String())
+	}
+	c.AutobanExempt = strings.Join(out, ", ")
+	return nil
+}
+
+// parsePrefix parses "10.0.0.0/8" or a lone address (a /32 or /128).
+// Host bits set in a prefix are an error: "10.0.0.1/8" is a typo for
+// something.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap().WithZone("")
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix or an IP address", s)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, p.Masked())
+	}
+	return p, nil
+}
+
+// exemptPrefixes parses the stored autoban_exempt value.
+func exemptPrefixes(s string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, it := range strings.Split(s, ", ") {
+		if p, err := parsePrefix(it); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // stringSetting is a setting holding a string, such as a path.

@@ -19,6 +19,8 @@ var sampleValues = map[string]string{
 	"duration":  "7s",
 	"host:port": "127.0.0.1:9464",
 	"level":     "debug",
+	"count":     "7",
+	"cidrs":     "10.0.0.0/8",
 }
 
 // TestSettingsCoverConfig checks that each setting stores into one field of

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/dtcall/dtcall/client"
+)
+
+// enum-timing: does a login's time tell a real user name from an unknown
+// one? The mode times wrong-password logins for names in the users file
+// and for random names that are not, interleaved at random on one
+// connection, one at a time, and prints both distributions. Unknown names
+// should cost what real ones do, whatever mix of hash parameters the file
+// holds (BENCHMARKS.md "User enumeration by timing").
+
+func init() {
+	register("enum-timing", "times wrong-password logins for real and for unknown names: can timing enumerate users?", runEnumTiming)
+}
+
+// enumProbe is one timed login.
+type enumProbe struct {
+	name    string
+	known   bool
+	repeat  bool // an unknown name asked a second time
+	elapsed time.Duration
+}
+
+func runEnumTiming(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("enum-timing", pflag.ContinueOnError)
+	var t loginTarget
+	t.addFlags(fs)
+	known := fs.StringSlice("known", []string{"righthand", "libprohibited", "zapper"}, "names that are in the users file")
+	probes := fs.Int("probes", 40, "timed logins per class: real names (in turn) and unknown names (each a new random one); at most 1000")
+	repeats := fs.Int("repeats", 10, "unknown names asked a second time, to see that a name always costs the same")
+	from := fs.String("from", "127.0.0.9", "source address")
+	if code, ok := parseLoginFlags(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if err := t.check(); err != nil {
+		fmt.Fprintln(stderr, "dtattack enum-timing:", err)
+		return 2
+	}
+	if len(*known) == 0 || *probes < 1 || *probes > 1000 || *repeats < 0 || *repeats > *probes {
+		fmt.Fprintln(stderr, "dtattack enum-timing: --known not empty, --probes 1..1000, --repeats 0..probes")
+		return 2
+	}
+	plan := enumPlan(*known, *probes, *repeats)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(plan))*15*time.Second)
+	defer cancel()
+	c, err := t.dial(ctx, *from, 15*time.Second)
+	if err != nil {
+		fmt.Fprintln(stderr, "dtattack enum-timing: dial:", err)
+		return 1
+	}
+	defer c.Close()
+	fmt.Fprintf(stdout, "%d logins with wrong passwords from %s over %s: %d for %v in turn, %d for random unknown names (%d of them asked twice)\n",
+		len(plan), *from, t.transport, *probes, *known, *probes, *repeats)
+	for i := range plan {
+		start := time.Now()
+		err := c.Login(ctx, plan[i].name, "not-the-password")
+		plan[i].elapsed = time.Since(start)
+		if !errors.Is(err, client.ErrRefused) {
+			fmt.Fprintf(stderr, "dtattack enum-timing: login %q: %v, want refused\n", plan[i].name, err)
+			return 1
+		}
+	}
+	enumReport(stdout, plan)
+	return 0
+}
+
+// enumPlan returns the logins to time, shuffled: probes for the known
+// names in turn, probes for fresh unknown names, and repeats of the first
+// unknown names.
+func enumPlan(known []string, probes, repeats int) []enumProbe {
+	var plan, unknown []enumProbe
+	for i := range probes {
+		plan = append(plan, enumProbe{name: known[i%len(known)], known: true})
+		u := enumProbe{name: "u" + rand.Text()[:12]}
+		unknown = append(unknown, u)
+	}
+	plan = append(plan, unknown...)
+	mrand.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
+	// Repeats go in the second half, after their first probe.
+	for _, u := range unknown[:repeats] {
+		first := slices.IndexFunc(plan, func(p enumProbe) bool { return p.name == u.name })
+		at := first + 1 + mrand.IntN(len(plan)-first)
+		plan = slices.Insert(plan, at, enumProbe{name: u.name, repeat: true})
+	}
+	return plan
+}
+
+// enumReport prints each class's distribution, the ratio of the medians,
+// the share of each class above the midpoint of all times (the slow
+// hashes, in a mixed file) and how close repeated names came.
+func enumReport(w io.Writer, plan []enumProbe) {
+	var real, unknown, all []time.Duration
+	first := map[string]time.Duration{}
+	for _, p := range plan {
+		switch {
+		case p.known:
+			real = append(real, p.elapsed)
+		case !p.repeat:
+			unknown = append(unknown, p.elapsed)
+			first[p.name] = p.elapsed
+		}
+		all = append(all, p.elapsed)
+	}
+	mid := (slices.Min(all) + slices.Max(all)) / 2
+	row := func(label string, ds []time.Duration) {
+		slow := 0
+		for _, d := range ds {
+			if d > mid {
+				slow++
+			}
+		}
+		fmt.Fprintf(w, "%-14s n %3d  min %s  p25 %s  median %s  p75 %s  max %s  above %s: %d%%\n", label, len(ds),
+			loginSecs(slices.Min(ds)), loginSecs(loginQuantile(ds, .25)), loginSecs(loginMedian(ds)),
+			loginSecs(loginQuantile(ds, .75)), loginSecs(slices.Max(ds)), loginSecs(mid), 100*slow/len(ds))
+	}
+	row("real names", real)
+	row("unknown names", unknown)
+	mr, mu := loginMedian(real), loginMedian(unknown)
+	fmt.Fprintf(w, "median unknown / median real = %.3f (%+.1f%%)\n", mu.Seconds()/mr.Seconds(), 100*(mu.Seconds()/mr.Seconds()-1))
+	same, n := 0, 0
+	for _, p := range plan {
+		if !p.repeat {
+			continue
+		}
+		n++
+		if f := first[p.name]; (f > mid) == (p.elapsed > mid) {
+			same++
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(w, "unknown names asked twice: %d of %d on the same side of %s both times\n", same, n, loginSecs(mid))
+	}
+}

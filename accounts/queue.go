@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/dtcall/dtcall/accounts/autoban"
 )
 
 // Limits bound the queue of password checks that wait for a check slot.
@@ -61,12 +59,17 @@ const (
 )
 
 // scheduler hands out check slots fairly across sources: when a slot comes
-// free it goes to the first waiting check of the source served least
-// recently (a source never served, or not for a long time, first; ties in
-// order of arrival). So a source with checks waiting delays another
-// source's first check by at most the checks already running: a flood from
-// a few addresses costs a legitimate user about one check, not the flood's
-// length. Within a source, checks run in arrival order.
+// free it goes to the first waiting check of the source with the fewest
+// checks pending (waiting or running), and among those to the source
+// served least recently (a source never served, or not for a long time,
+// first; then in order of arrival). So a source that floods the queue
+// goes after one that asks for a single check, and a source with checks
+// waiting delays another source's first check by at most about one check
+// beyond those already running: a flood from a few addresses costs a
+// legitimate user about one check, not the flood's length. Within a
+// source, checks run in arrival order. A source with several checks
+// pending can wait long while many single-check sources arrive; Wait
+// bounds that.
 type scheduler struct {
 	mu       sync.Mutex
 	limits   Limits
@@ -75,6 +78,7 @@ type scheduler struct {
 	waiting  map[netip.Prefix]*sourceQueue // sources with checks waiting
 	total    int                           // checks waiting, over all sources
 	served   map[netip.Prefix]uint64       // each source's serial of its last check started
+	running  map[netip.Prefix]int          // checks running, by source
 	serial   uint64                        // checks started
 	arrivals uint64                        // sources that started waiting, for ties
 }
@@ -103,6 +107,7 @@ func newScheduler(slots int) *scheduler {
 		free:    slots,
 		waiting: make(map[netip.Prefix]*sourceQueue),
 		served:  make(map[netip.Prefix]uint64),
+		running: make(map[netip.Prefix]int),
 	}
 	s.limits.setDefaults()
 	return s
@@ -115,15 +120,16 @@ func (s *scheduler) setLimits(l Limits) {
 	s.mu.Unlock()
 }
 
-// acquire takes a check slot for a check from source. It returns at once
-// with a *ThrottledError when the source or the queue is at its cap;
-// otherwise it waits until a slot is granted, ctx ends (ctx.Err()) or
-// Limits.Wait passes (a *ThrottledError).
-func (s *scheduler) acquire(ctx context.Context, source netip.Addr) error {
+// acquire takes a check slot for a check from the source key
+// (autoban.Source of the address). It returns at once with a
+// *ThrottledError when the source or the queue is at its cap; otherwise it
+// waits until a slot is granted, ctx ends (ctx.Err()) or Limits.Wait
+// passes (a *ThrottledError). After a nil error the caller must call
+// release(key).
+func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	key := autoban.Source(source)
 	s.mu.Lock()
 	if s.free > 0 {
 		s.free--
@@ -164,7 +170,7 @@ func (s *scheduler) acquire(ctx context.Context, source netip.Addr) error {
 	}
 	s.mu.Lock()
 	if w.granted { // granted as we gave up: pass the slot on
-		s.releaseLocked()
+		s.releaseLocked(key)
 	} else {
 		s.removeLocked(q, w)
 	}
@@ -172,15 +178,19 @@ func (s *scheduler) acquire(ctx context.Context, source netip.Addr) error {
 	return err
 }
 
-// release gives back a slot taken by acquire.
-func (s *scheduler) release() {
+// release gives back a slot that acquire took for key.
+func (s *scheduler) release(key netip.Prefix) {
 	s.mu.Lock()
-	s.releaseLocked()
+	s.releaseLocked(key)
 	s.mu.Unlock()
 }
 
-// releaseLocked grants the freed slot to the next check, or keeps it free.
-func (s *scheduler) releaseLocked() {
+// releaseLocked ends a check of key and grants the freed slot to the next
+// check, or keeps it free.
+func (s *scheduler) releaseLocked(key netip.Prefix) {
+	if s.running[key]--; s.running[key] <= 0 {
+		delete(s.running, key)
+	}
 	q := s.nextLocked()
 	if q == nil {
 		s.free++
@@ -198,16 +208,21 @@ func (s *scheduler) releaseLocked() {
 	s.startLocked(q.key)
 }
 
-// nextLocked returns the waiting source served least recently, or nil. A
-// linear scan: at most Limits.Queue sources wait, and each check costs
-// milliseconds of scrypt at the least.
+// nextLocked returns the waiting source to serve next (see scheduler), or
+// nil. A linear scan: at most Limits.Queue sources wait, and each check
+// costs milliseconds of scrypt at the least.
 func (s *scheduler) nextLocked() *sourceQueue {
 	var best *sourceQueue
+	var bestPending int
 	var bestServed uint64
 	for _, q := range s.waiting {
-		sv := s.served[q.key]
-		if best == nil || sv < bestServed || sv == bestServed && q.arrival < best.arrival {
-			best, bestServed = q, sv
+		pending, sv := len(q.waiters)+s.running[q.key], s.served[q.key]
+		switch {
+		case best == nil,
+			pending < bestPending,
+			pending == bestPending && sv < bestServed,
+			pending == bestPending && sv == bestServed && q.arrival < best.arrival:
+			best, bestPending, bestServed = q, pending, sv
 		}
 	}
 	return best
@@ -215,6 +230,7 @@ func (s *scheduler) nextLocked() *sourceQueue {
 
 // startLocked records that a check of key starts now.
 func (s *scheduler) startLocked(key netip.Prefix) {
+	s.running[key]++
 	s.serial++
 	s.served[key] = s.serial
 	if s.serial%forgetAfter == 0 {

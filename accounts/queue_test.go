@@ -67,10 +67,10 @@ func TestQueueFairAcrossSources(t *testing.T) {
 	})
 }
 
-// TestQueueLeastRecentlyServed: of several sources with checks waiting,
-// the one served least recently goes next, so round by round every
-// source gets one check and a newcomer goes first.
-func TestQueueLeastRecentlyServed(t *testing.T) {
+// TestQueueOrder: the source with the fewest checks pending goes next, so
+// a newcomer and a source with a single check go before a flooder, round
+// by round.
+func TestQueueOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, started := slowStore(t, 1, time.Second)
 		for _, name := range []string{"A0", "A1", "A2", "B0", "B1"} {
@@ -81,11 +81,55 @@ func TestQueueLeastRecentlyServed(t *testing.T) {
 		go s.Authenticate(context.Background(), addr(int('C')), "alice", "C0")
 		time.Sleep(time.Hour)
 		// Round robin would run C0 after A1 and B1.
-		want := []string{"A0", "B0", "C0", "A1", "B1", "A2"}
+		want := []string{"A0", "B0", "C0", "B1", "A1", "A2"}
 		if got := started(); !slices.Equal(got, want) {
 			t.Errorf("checks ran in the order %q, want %q", got, want)
 		}
 	})
+}
+
+// TestSchedulerPicks pins the order of nextLocked: fewest pending (waiting
+// and running) first, then least recently served, then first arrived.
+func TestSchedulerPicks(t *testing.T) {
+	type src struct {
+		name             string
+		waiting, running int
+		served, arrival  uint64
+	}
+	tests := []struct {
+		srcs []src
+		want string
+	}{
+		{[]src{{"flood", 3, 0, 1, 1}, {"user", 1, 0, 9, 2}}, "user"},          // served recently, but asks once
+		{[]src{{"flood", 2, 1, 1, 1}, {"user", 2, 0, 9, 2}}, "user"},          // running checks count
+		{[]src{{"a", 1, 0, 5, 1}, {"b", 1, 0, 3, 2}, {"c", 1, 0, 4, 3}}, "b"}, // least recently served
+		{[]src{{"a", 1, 0, 0, 2}, {"b", 1, 0, 0, 1}, {"c", 1, 0, 7, 0}}, "b"}, // never served, first arrived
+		{[]src{{"old", 1, 0, 2, 9}, {"new", 1, 0, 0, 10}}, "new"},             // never served before served
+		{[]src{{"a", 4, 0, 1, 1}, {"b", 3, 1, 2, 2}, {"c", 2, 2, 0, 3}}, "c"}, // 4 pending each: c never served
+		{[]src{{"only", 1, 3, 100, 1}}, "only"},                               // alone
+	}
+	for i, tt := range tests {
+		s := newScheduler(1)
+		names := map[netip.Prefix]string{}
+		for j, x := range tt.srcs {
+			key := netip.PrefixFrom(addr(j), 32)
+			names[key] = x.name
+			q := &sourceQueue{key: key, arrival: x.arrival}
+			for range x.waiting {
+				q.waiters = append(q.waiters, &waiter{})
+			}
+			s.waiting[key] = q
+			if x.running > 0 {
+				s.running[key] = x.running
+			}
+			if x.served > 0 {
+				s.served[key] = x.served
+			}
+		}
+		if got := names[s.nextLocked().key]; got != tt.want {
+			t.Errorf("case %d: picked %s, want %s", i, got, tt.want)
+		}
+	}
 }
 
 // TestQueueFlood is the login-flood figure in miniature: 4 sources × 3
@@ -107,7 +151,7 @@ func TestQueueFlood(t *testing.T) {
 				})
 			}
 		}
-		time.Sleep(5 * time.Second)
+		time.Sleep(500 * time.Millisecond) // the first try comes in the flood's first round
 		for try := range 5 {
 			start := time.Now()
 			if err := s.Authenticate(context.Background(), addr(99), "bob", "wrong"); err != ErrBadCredentials {
@@ -116,7 +160,7 @@ func TestQueueFlood(t *testing.T) {
 			if d := time.Since(start); d > 2*check {
 				t.Errorf("try %d: the legitimate login took %v, want at most %v", try, d, 2*check)
 			}
-			time.Sleep(3 * time.Second)
+			time.Sleep(time.Second) // less than a round of the flood: the user is served more often than each flooder
 		}
 		cancel()
 		wg.Wait()

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"runtime"
 	"sync/atomic"
+
+	"github.com/dtcall/dtcall/accounts/autoban"
 )
 
 // ErrBadCredentials is returned by Store.Authenticate for an unknown name
@@ -99,7 +101,8 @@ func (s *Store) Len() int { return len(s.set.Load().users) }
 // tell unknown names from real ones.
 //
 // Authenticate waits for a check slot in a queue served fairly across
-// sources (see scheduler), then blocks for the check itself (about 0.8 s
+// sources (autoban.Source: an IPv4 address or an IPv6 /64; see
+// scheduler), then blocks for the check itself (about 0.8 s
 // of CPU for the old tool's hashes, 0.1 s for DefaultParams). It returns a
 // *ThrottledError at once when source has Limits.PerSource checks waiting
 // or the queue holds Limits.Queue, and after Limits.Wait without a slot.
@@ -112,7 +115,8 @@ func (s *Store) Authenticate(ctx context.Context, source netip.Addr, name, passw
 	if !known {
 		h = set.decoys.pick(s.decoyKey, name)
 	}
-	if err := s.sched.acquire(ctx, source); err != nil {
+	key := autoban.Source(source)
+	if err := s.sched.acquire(ctx, key); err != nil {
 		var te *ThrottledError
 		if errors.As(err, &te) {
 			s.throttled.Add(1)
@@ -121,7 +125,7 @@ func (s *Store) Authenticate(ctx context.Context, source netip.Addr, name, passw
 		s.canceled.Add(1)
 		return fmt.Errorf("authenticate: wait for a check slot: %w", err)
 	}
-	ok := s.check(h, password)
+	ok := s.check(key, h, password)
 	if err := ctx.Err(); err != nil {
 		s.canceled.Add(1)
 		return fmt.Errorf("authenticate: %w", err)
@@ -133,10 +137,11 @@ func (s *Store) Authenticate(ctx context.Context, source netip.Addr, name, passw
 	return nil
 }
 
-// check runs one check in a slot taken by acquire and gives the slot back.
-func (s *Store) check(h Hash, password string) bool {
+// check runs one check in a slot acquire took for key and gives the slot
+// back.
+func (s *Store) check(key netip.Prefix, h Hash, password string) bool {
 	defer func() {
-		s.sched.release()
+		s.sched.release(key)
 		s.checks.Add(1)
 	}()
 	return s.verify(h, password)

@@ -56,25 +56,62 @@ func runEnumTiming(args []string, stdout, stderr io.Writer) int {
 	plan := enumPlan(*known, *probes, *repeats)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(plan))*15*time.Second)
 	defer cancel()
-	c, err := t.dial(ctx, *from, 15*time.Second)
-	if err != nil {
-		fmt.Fprintln(stderr, "dtattack enum-timing: dial:", err)
-		return 1
-	}
-	defer c.Close()
 	fmt.Fprintf(stdout, "%d logins with wrong passwords from %s over %s: %d for %v in turn, %d for random unknown names (%d of them asked twice)\n",
 		len(plan), *from, t.transport, *probes, *known, *probes, *repeats)
+	var conn enumConn
+	defer conn.close()
 	for i := range plan {
-		start := time.Now()
-		err := c.Login(ctx, plan[i].name, "not-the-password")
-		plan[i].elapsed = time.Since(start)
-		if !errors.Is(err, client.ErrRefused) {
-			fmt.Fprintf(stderr, "dtattack enum-timing: login %q: %v, want refused\n", plan[i].name, err)
+		elapsed, err := conn.probe(ctx, &t, *from, plan[i].name)
+		if err != nil {
+			fmt.Fprintf(stderr, "dtattack enum-timing: login %q: %v\n", plan[i].name, err)
 			return 1
 		}
+		plan[i].elapsed = elapsed
 	}
 	enumReport(stdout, plan)
 	return 0
+}
+
+// enumConn is the connection the probes go over. The server closes a
+// connection that has not logged in within its login timeout (30 s), so
+// a connection is used for enumConnAge only, and a probe that the closing
+// connection cut off is made again on a new one.
+type enumConn struct {
+	c     *client.Client
+	since time.Time
+}
+
+const enumConnAge = 20 * time.Second
+
+// probe times one wrong-password login for name.
+func (e *enumConn) probe(ctx context.Context, t *loginTarget, from, name string) (time.Duration, error) {
+	for attempt := 0; ; attempt++ {
+		if e.c == nil || time.Since(e.since) > enumConnAge {
+			e.close()
+			c, err := t.dial(ctx, from, 15*time.Second)
+			if err != nil {
+				return 0, fmt.Errorf("dial: %w", err)
+			}
+			e.c, e.since = c, time.Now()
+		}
+		start := time.Now()
+		err := e.c.Login(ctx, name, "not-the-password")
+		elapsed := time.Since(start)
+		switch {
+		case errors.Is(err, client.ErrRefused):
+			return elapsed, nil
+		case attempt > 0 || ctx.Err() != nil:
+			return 0, fmt.Errorf("%w, want refused", err)
+		}
+		e.close() // cut off: again on a new connection
+	}
+}
+
+func (e *enumConn) close() {
+	if e.c != nil {
+		e.c.Close()
+		e.c = nil
+	}
 }
 
 // enumPlan returns the logins to time, shuffled: probes for the known
@@ -131,16 +168,20 @@ func enumReport(w io.Writer, plan []enumProbe) {
 	mr, mu := loginMedian(real), loginMedian(unknown)
 	fmt.Fprintf(w, "median unknown / median real = %.3f (%+.1f%%)\n", mu.Seconds()/mr.Seconds(), 100*(mu.Seconds()/mr.Seconds()-1))
 	same, n := 0, 0
+	var diffs []time.Duration
 	for _, p := range plan {
 		if !p.repeat {
 			continue
 		}
 		n++
-		if f := first[p.name]; (f > mid) == (p.elapsed > mid) {
+		f := first[p.name]
+		if (f > mid) == (p.elapsed > mid) {
 			same++
 		}
+		diffs = append(diffs, max(f-p.elapsed, p.elapsed-f))
 	}
 	if n > 0 {
-		fmt.Fprintf(w, "unknown names asked twice: %d of %d on the same side of %s both times\n", same, n, loginSecs(mid))
+		fmt.Fprintf(w, "unknown names asked twice: %d of %d on the same side of %s both times; difference median %s, max %s\n",
+			same, n, loginSecs(mid), loginSecs(loginMedian(diffs)), loginSecs(slices.Max(diffs)))
 	}
 }

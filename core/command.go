@@ -249,15 +249,17 @@ func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 	cancel()
 	if err != nil {
 		s.metrics.loginsRefused.Add(1)
-		if throttled(err) {
-			s.metrics.login(LoginThrottled)
-			c.log.Info("login throttled", "tag", "login", "dir", "inbound", "user", cmd.Arg, "err", err)
-		} else {
+		if !throttled(err) {
 			s.metrics.login(LoginBadCredentials)
 			s.cfg.Bans.Failed(source)
 			c.log.Info("login failed", "tag", "login", "dir", "inbound", "user", cmd.Arg, "err", err)
+			c.invalid("login refused", err)
+			return
 		}
+		s.metrics.login(LoginThrottled)
+		c.log.Debug("login throttled", "tag", "login", "dir", "inbound", "user", cmd.Arg, "err", err)
 		c.invalid("login refused", err)
+		c.pause(ctx, s.cfg.ThrottledPause)
 		return
 	}
 	s.mu.Lock()
@@ -273,6 +275,18 @@ func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 	s.metrics.login(LoginOK)
 	c.sess.log.Info("logged in", "tag", "login", "dir", "inbound")
 	c.conn.SetReadDeadline(s.idleDeadline(c.conn))
+}
+
+// pause waits for d, or until the connection or ctx ends, before the read
+// loop reads on.
+func (c *commandConn) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.closed:
+	case <-ctx.Done():
+	}
 }
 
 // throttled reports whether err says a password was not checked for load:

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 // fakeBans records failed logins and bans whom the test says.
@@ -111,4 +113,24 @@ func TestLoginFromBannedSource(t *testing.T) {
 	if bans.failures() != 0 {
 		t.Error("a banned login counted as a failure")
 	}
+}
+
+// TestThrottledLoginPauses: after a throttled login the connection's next
+// command waits ThrottledPause, so instant refusals cannot spin.
+func TestThrottledLoginPauses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarnessWith(t, Config{IdleTimeout: 24 * time.Hour}, &watchedAccounts{})
+		c := h.connect("ip-x")
+		start := time.Now()
+		c.say("login", "throttle", "x")
+		c.expect("resp|invalid|")
+		if d := time.Since(start); d != 0 {
+			t.Errorf("the throttled login was answered after %v, want at once", d)
+		}
+		c.say("login", "alice", "a")
+		c.expect("resp|login|")
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("the next login was answered after %v, want 1s", d)
+		}
+	})
 }

@@ -86,6 +86,11 @@ type Config struct {
 	// invalid at once, without a password check, and failed logins are
 	// reported to it. Default: nobody is banned.
 	Bans Bans
+	// ThrottledPause is how long a connection whose login was throttled
+	// (answered invalid at once, unchecked) waits before its next command is
+	// read, so that a flood of instantly refused logins cannot spin the
+	// server at thousands per second per connection. Default 1 s.
+	ThrottledPause time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -102,6 +107,7 @@ func (c *Config) setDefaults() {
 	def(&c.WriteTimeout, 10*time.Second)
 	def(&c.MediaWriteTimeout, 2*time.Second)
 	def(&c.MediaLossGrace, 300*time.Millisecond)
+	def(&c.ThrottledPause, time.Second)
 	if c.MediaQueue <= 0 {
 		c.MediaQueue = 32
 	}

@@ -102,7 +102,7 @@ func runLoginFlood(args []string, stdout, stderr io.Writer) int {
 	var t loginTarget
 	t.addFlags(fs)
 	sources := fs.Int("sources", 4, "attacking sources: 127.0.0.2, 127.0.0.3, ... (at most 100)")
-	conns := fs.Int("conns", 3, "connections per attacking source, each looping wrong-password logins (at most 50)")
+	conns := fs.Int("conns", 3, "connections per attacking source, each looping wrong-password logins (at most 256)")
 	victims := fs.StringSlice("attack-users", []string{"righthand", "libprohibited", "zapper"}, "accounts the flood guesses at, in turn")
 	user := fs.String("user", "zapper", "the legitimate user")
 	password := fs.String("password", "railgun", "the legitimate user's password")
@@ -117,8 +117,8 @@ func runLoginFlood(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "dtattack login-flood:", err)
 		return 2
 	}
-	if *sources < 0 || *sources > 100 || *conns < 1 || *conns > 50 || *tries < 1 || *tries > 100 || len(*victims) == 0 {
-		fmt.Fprintln(stderr, "dtattack login-flood: --sources 0..100, --conns 1..50, --tries 1..100, --attack-users not empty")
+	if *sources < 0 || *sources > 100 || *conns < 1 || *conns > 256 || *tries < 1 || *tries > 100 || len(*victims) == 0 {
+		fmt.Fprintln(stderr, "dtattack login-flood: --sources 0..100, --conns 1..256, --tries 1..100, --attack-users not empty")
 		return 2
 	}
 	if a, err := netip.ParseAddr(*from); err != nil || !a.IsLoopback() {

@@ -45,6 +45,9 @@ func runEnumTiming(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseLoginFlags(fs, args, stdout, stderr); !ok {
 		return code
 	}
+	if !fs.Changed("quic-port") {
+		t.quicPort = t.commandPort // as dtoperator's quic defaults to its command port
+	}
 	if err := t.check(); err != nil {
 		fmt.Fprintln(stderr, "dtattack enum-timing:", err)
 		return 2

@@ -41,7 +41,7 @@ type loginTarget struct {
 func (t *loginTarget) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&t.server, "server", "127.0.0.1", "server address (loopback only)")
 	fs.IntVar(&t.commandPort, "command-port", 1991, "legacy command port (TCP)")
-	fs.IntVar(&t.quicPort, "quic-port", 1991, "QUIC port (UDP)")
+	fs.IntVar(&t.quicPort, "quic-port", 1991, "QUIC port (UDP) (default: the command port)")
 	fs.StringVar(&t.pinFile, "pin-file", "", "the server's certificate, PEM (dtoperator's data folder has cert.pem)")
 	fs.StringVar(&t.pin, "pin", "", `or its fingerprint as dtoperator logs it ("sha256:...", "spki:...")`)
 	fs.StringVar(&t.transport, "transport", "tcp", "tcp or quic")
@@ -112,6 +112,9 @@ func runLoginFlood(args []string, stdout, stderr io.Writer) int {
 	gap := fs.Duration("gap", 2*time.Second, "pause between legitimate logins")
 	if code, ok := parseLoginFlags(fs, args, stdout, stderr); !ok {
 		return code
+	}
+	if !fs.Changed("quic-port") {
+		t.quicPort = t.commandPort // as dtoperator's quic defaults to its command port
 	}
 	if err := t.check(); err != nil {
 		fmt.Fprintln(stderr, "dtattack login-flood:", err)

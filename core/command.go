@@ -185,11 +185,12 @@ func (c *commandConn) handle(ctx context.Context, msg []byte) {
 	cmd, err := wire.ParseCommand(msg)
 	switch {
 	case err != nil:
+		c.invalid("malformed command", err)
 		if c.sess == nil { // before login, anything malformed is a failed login
 			s.cfg.Bans.Failed(c.conn.RemoteAddr().Addr())
 			c.log.Info("login failed", "tag", "login", "dir", "inbound", "why", "malformed command")
+			c.pause(ctx, s.cfg.ThrottledPause) // costs no check, so no flood of them either
 		}
-		c.invalid("malformed command", err)
 	case !s.fresh(cmd.Time):
 		if cmd.Verb == wire.Login {
 			s.metrics.login(LoginInvalid)

@@ -51,7 +51,7 @@ func (a *watchedAccounts) checks() []netip.Addr {
 
 func TestLoginReportsFailures(t *testing.T) {
 	bans, accts := &fakeBans{}, &watchedAccounts{}
-	h := newHarnessWith(t, Config{Bans: bans}, accts)
+	h := newHarnessWith(t, Config{Bans: bans, ThrottledPause: time.Millisecond}, accts)
 	c := h.connect("ip-x")
 	steps := []struct {
 		msg      string
@@ -115,8 +115,9 @@ func TestLoginFromBannedSource(t *testing.T) {
 	}
 }
 
-// TestThrottledLoginPauses: after a throttled login the connection's next
-// command waits ThrottledPause, so instant refusals cannot spin.
+// TestThrottledLoginPauses: after a throttled login, or a malformed command
+// before login, the connection's next command waits ThrottledPause, so
+// instant refusals cannot spin.
 func TestThrottledLoginPauses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarnessWith(t, Config{IdleTimeout: 24 * time.Hour}, &watchedAccounts{})
@@ -127,10 +128,15 @@ func TestThrottledLoginPauses(t *testing.T) {
 		if d := time.Since(start); d != 0 {
 			t.Errorf("the throttled login was answered after %v, want at once", d)
 		}
+		c.raw(ts() + "|login|alice") // malformed: paused too
+		c.expect("resp|invalid|")
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("the command after the throttled login was answered after %v, want 1s", d)
+		}
 		c.say("login", "alice", "a")
 		c.expect("resp|login|")
-		if d := time.Since(start); d != time.Second {
-			t.Errorf("the next login was answered after %v, want 1s", d)
+		if d := time.Since(start); d != 2*time.Second {
+			t.Errorf("the login after a malformed command was answered after %v, want 2s", d)
 		}
 	})
 }

@@ -87,9 +87,10 @@ type Config struct {
 	// reported to it. Default: nobody is banned.
 	Bans Bans
 	// ThrottledPause is how long a connection whose login was throttled
-	// (answered invalid at once, unchecked) waits before its next command is
-	// read, so that a flood of instantly refused logins cannot spin the
-	// server at thousands per second per connection. Default 1 s.
+	// (answered invalid at once, unchecked), or which sent a malformed
+	// command before login, waits before its next command is read, so that
+	// a flood of instantly refused logins cannot spin the server at
+	// thousands per second per connection. Default 1 s.
 	ThrottledPause time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time

@@ -451,6 +451,7 @@ private = %s
 users   = %s
 listen  = 127.0.0.1
 logs    = %s
+autoban_exempt = 127.0.0.0/8   # every test client is on loopback; its wrong passwords must not ban the rest
 `, s.cmdPort, s.mediaPort, f.cert, f.key, f.users, f.logs)
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

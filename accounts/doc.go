@@ -5,7 +5,14 @@
 // values, each carrying a parsed [Hash]. A [Store] holds the accounts and
 // runs password checks under a concurrency cap, so that a burst of logins
 // (each costing up to a second of CPU) cannot starve the goroutines that
-// relay signalling and media for calls already in progress.
+// relay signalling and media for calls already in progress. Checks wait
+// in a queue that is bounded per source and in all ([Limits]) and served
+// fairly across sources, so that a flood from a few addresses costs a
+// legitimate login about one check. An unknown name costs what a wrong
+// password for one of the file's accounts costs (see decoy.go), so timing
+// does not enumerate users.
+//
+// Package autoban bans the sources of repeated failed logins.
 //
 // Passwords never appear in an error or a log line from this package.
 package accounts

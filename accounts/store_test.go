@@ -3,6 +3,7 @@ package accounts
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -11,6 +12,9 @@ import (
 	"testing/synctest"
 	"time"
 )
+
+// src is the source of the tests' logins.
+var src = netip.MustParseAddr("192.0.2.1")
 
 // cheapStore returns a Store of alice/alicepw and bob/bobpw with cheap
 // hashes.
@@ -37,11 +41,11 @@ func TestStoreSample(t *testing.T) {
 	if s.Len() != 3 || !s.Exists("zapper") || s.Exists("disabled") {
 		t.Fatalf("Len %d, Exists(zapper) %v, Exists(disabled) %v", s.Len(), s.Exists("zapper"), s.Exists("disabled"))
 	}
-	if err := s.Authenticate(context.Background(), "zapper", "railgun"); err != nil {
+	if err := s.Authenticate(context.Background(), src, "zapper", "railgun"); err != nil {
 		t.Errorf("Authenticate(zapper, right password): %v", err)
 	}
-	if s.set.Load().decoy.Params != (Params{LogN: 14, R: 8, P: 16}) {
-		t.Errorf("decoy params %+v, want the samples'", s.set.Load().decoy.Params)
+	if d := s.set.Load().decoys.decoys; len(d) != 1 || d[0].Params != (Params{LogN: 14, R: 8, P: 16}) {
+		t.Errorf("decoys %+v, want one with the samples' parameters", d)
 	}
 }
 
@@ -62,7 +66,7 @@ func TestStoreAuthenticate(t *testing.T) {
 		{"a|b", "alicepw", ErrBadCredentials},
 	}
 	for _, tt := range tests {
-		err := s.Authenticate(ctx, tt.name, tt.password)
+		err := s.Authenticate(ctx, src, tt.name, tt.password)
 		if err != tt.want {
 			t.Errorf("Authenticate(%q, %q) = %v, want %v", tt.name, tt.password, err, tt.want)
 		}
@@ -84,10 +88,10 @@ func TestNewStoreDefaults(t *testing.T) {
 	if want := max(1, runtime.GOMAXPROCS(0)-1); s.Stats().Limit != want {
 		t.Errorf("Limit %d, want %d", s.Stats().Limit, want)
 	}
-	if s.Len() != 0 || s.set.Load().decoy.Params != DefaultParams {
-		t.Errorf("Len %d, decoy params %+v", s.Len(), s.set.Load().decoy.Params)
+	if d := s.set.Load().decoys.decoys; s.Len() != 0 || len(d) != 1 || d[0].Params != DefaultParams {
+		t.Errorf("Len %d, decoys %+v", s.Len(), d)
 	}
-	if err := s.Authenticate(context.Background(), "x", "y"); err != ErrBadCredentials {
+	if err := s.Authenticate(context.Background(), src, "x", "y"); err != ErrBadCredentials {
 		t.Errorf("Authenticate on an empty store: %v", err)
 	}
 }
@@ -104,7 +108,7 @@ func TestNewStoreCopies(t *testing.T) {
 	}
 	s := NewStore(append(entries, dup), 1)
 	clear(entries[0].Hash.Key)
-	if err := s.Authenticate(context.Background(), "alice", "pw"); err != nil {
+	if err := s.Authenticate(context.Background(), src, "alice", "pw"); err != nil {
 		t.Errorf("Authenticate after the caller changed its entries: %v", err)
 	}
 }
@@ -134,7 +138,8 @@ func TestStoreCap(t *testing.T) {
 			if i%2 == 1 {
 				pw = "wrong"
 			}
-			err := s.Authenticate(context.Background(), "alice", pw)
+			source := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}) // one check per source: none throttled
+			err := s.Authenticate(context.Background(), source, "alice", pw)
 			if (i%2 == 0) != (err == nil) {
 				t.Errorf("caller %d: %v", i, err)
 			}
@@ -167,12 +172,12 @@ func TestStoreCancelWhileWaiting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, started, release := blockingStore(t)
 		first := make(chan error)
-		go func() { first <- s.Authenticate(context.Background(), "alice", "alicepw") }()
+		go func() { first <- s.Authenticate(context.Background(), src, "alice", "alicepw") }()
 		<-started
 
 		ctx, cancel := context.WithCancel(context.Background())
 		second := make(chan error)
-		go func() { second <- s.Authenticate(ctx, "bob", "bobpw") }()
+		go func() { second <- s.Authenticate(ctx, src, "bob", "bobpw") }()
 		synctest.Wait()
 		if st := s.Stats(); st.InFlight != 1 || st.Waiting != 1 {
 			t.Fatalf("Stats() = %+v, want 1 in flight, 1 waiting", st)
@@ -198,13 +203,13 @@ func TestStoreTimeoutWhileWaiting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, started, release := blockingStore(t)
 		defer close(release)
-		go s.Authenticate(context.Background(), "alice", "alicepw")
+		go s.Authenticate(context.Background(), src, "alice", "alicepw")
 		<-started
 
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		err := s.Authenticate(ctx, "bob", "bobpw")
+		err := s.Authenticate(ctx, src, "bob", "bobpw")
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Authenticate: %v, want context.DeadlineExceeded", err)
 		}
@@ -219,7 +224,7 @@ func TestStoreCancelDuringCheck(t *testing.T) {
 		s, started, release := blockingStore(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error)
-		go func() { done <- s.Authenticate(ctx, "alice", "alicepw") }()
+		go func() { done <- s.Authenticate(ctx, src, "alice", "alicepw") }()
 		<-started
 		cancel()
 		synctest.Wait()
@@ -242,7 +247,7 @@ func TestStoreAlreadyCanceled(t *testing.T) {
 	s, _, _ := blockingStore(t) // a check would block forever
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.Authenticate(ctx, "alice", "alicepw"); !errors.Is(err, context.Canceled) {
+	if err := s.Authenticate(ctx, src, "alice", "alicepw"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Authenticate with a done ctx: %v", err)
 	}
 	if st := s.Stats(); st != (Stats{Limit: 1, Canceled: 1}) {
@@ -253,17 +258,17 @@ func TestStoreAlreadyCanceled(t *testing.T) {
 func TestReplace(t *testing.T) {
 	s := NewStore(cheapEntries(t, "alice", "bob"), 1)
 	ctx := context.Background()
-	if err := s.Authenticate(ctx, "bob", "pw-bob"); err != nil {
+	if err := s.Authenticate(ctx, src, "bob", "pw-bob"); err != nil {
 		t.Fatalf("bob before the reload: %v", err)
 	}
 	s.Replace(cheapEntries(t, "alice", "carol"))
 	if s.Exists("bob") || !s.Exists("carol") || s.Len() != 2 {
 		t.Fatalf("after Replace: bob %v carol %v len %d", s.Exists("bob"), s.Exists("carol"), s.Len())
 	}
-	if err := s.Authenticate(ctx, "bob", "pw-bob"); !errors.Is(err, ErrBadCredentials) {
+	if err := s.Authenticate(ctx, src, "bob", "pw-bob"); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("removed bob logs in: %v", err)
 	}
-	if err := s.Authenticate(ctx, "carol", "pw-carol"); err != nil {
+	if err := s.Authenticate(ctx, src, "carol", "pw-carol"); err != nil {
 		t.Errorf("added carol: %v", err)
 	}
 }

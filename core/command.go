@@ -239,6 +239,11 @@ func (c *commandConn) handle(ctx context.Context, msg []byte) {
 	switch {
 	case err != nil:
 		c.invalid("malformed command", err)
+		if c.sess == nil { // before login, anything malformed is a failed login
+			s.cfg.Bans.Failed(c.conn.RemoteAddr().Addr())
+			c.log.Info("login failed", "tag", "login", "dir", "inbound", "why", "malformed command")
+			c.pause(ctx, s.cfg.ThrottledPause) // costs no check, so no flood of them either
+		}
 	case !s.fresh(cmd.Time):
 		if cmd.Verb == wire.Login {
 			s.metrics.login(LoginInvalid)
@@ -271,7 +276,10 @@ func (c *commandConn) invalid(why string, err error) {
 
 // login checks the password off the core's lock (scrypt is slow and its
 // checks are bounded by Accounts), then starts the session. A wrong password
-// never touches the user's existing session.
+// never touches the user's existing session. A login from a banned source
+// is refused at once and its connection closed; a failed one is reported
+// to the autoban. The log lines "login failed" and "login refused: source
+// banned" carry the peer's address first, for fail2ban.
 func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 	s := c.srv
 	if c.sess != nil {
@@ -279,20 +287,33 @@ func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 		c.invalid("login on a connection that is logged in already", nil)
 		return
 	}
+	source := c.conn.RemoteAddr().Addr()
+	if !s.cfg.Bans.Allow(source) {
+		s.metrics.loginsRefused.Add(1)
+		s.metrics.login(LoginBanned)
+		c.log.Info("login refused: source banned", "tag", "login", "dir", "inbound", "user", cmd.Arg)
+		c.invalid("login from a banned source", nil)
+		c.finish()
+		return
+	}
 	actx, cancel := context.WithTimeout(ctx, s.cfg.LoginTimeout)
 	start := time.Now()
-	err := s.accounts.Authenticate(actx, cmd.Arg, cmd.Password)
+	err := s.accounts.Authenticate(actx, source, cmd.Arg, cmd.Password)
 	s.metrics.loginCheck.observe(time.Since(start))
 	cancel()
 	if err != nil {
 		s.metrics.loginsRefused.Add(1)
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			s.metrics.login(LoginThrottled)
-		} else {
+		if !throttled(err) {
 			s.metrics.login(LoginBadCredentials)
+			s.cfg.Bans.Failed(source)
+			c.log.Info("login failed", "tag", "login", "dir", "inbound", "user", cmd.Arg, "err", err)
+			c.invalid("login refused", err)
+			return
 		}
-		c.log.Info("login refused", "tag", "login", "dir", "inbound", "user", cmd.Arg, "err", err)
+		s.metrics.login(LoginThrottled)
+		c.log.Debug("login throttled", "tag", "login", "dir", "inbound", "user", cmd.Arg, "err", err)
 		c.invalid("login refused", err)
+		c.pause(ctx, s.cfg.ThrottledPause)
 		return
 	}
 	s.mu.Lock()
@@ -312,6 +333,26 @@ func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 	s.metrics.login(LoginOK)
 	c.sess.log.Info("logged in", "tag", "login", "dir", "inbound")
 	c.gate.setReadDeadline(s.idleDeadline(c.conn))
+}
+
+// pause waits for d, or until the connection or ctx ends, before the read
+// loop reads on.
+func (c *commandConn) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.gate.done:
+	case <-ctx.Done():
+	}
+}
+
+// throttled reports whether err says a password was not checked for load:
+// the check queue refused it, or ctx ended first.
+func throttled(err error) bool {
+	var t interface{ Throttled() bool }
+	return errors.As(err, &t) && t.Throttled() ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // idleDeadline is the read deadline of a logged-in channel: IdleTimeout

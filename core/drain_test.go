@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -90,8 +91,8 @@ func TestDrainTimeIsUpNoticesThenCloses(t *testing.T) {
 type swappable struct{ p atomic.Pointer[fakeAccounts] }
 
 func (s *swappable) Exists(name string) bool { return s.p.Load().Exists(name) }
-func (s *swappable) Authenticate(ctx context.Context, name, pw string) error {
-	return s.p.Load().Authenticate(ctx, name, pw)
+func (s *swappable) Authenticate(ctx context.Context, source netip.Addr, name, pw string) error {
+	return s.p.Load().Authenticate(ctx, source, name, pw)
 }
 
 func TestLogOutRemoved(t *testing.T) {

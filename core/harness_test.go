@@ -30,7 +30,7 @@ type fakeAccounts map[string]string
 
 func (a fakeAccounts) Exists(name string) bool { _, ok := a[name]; return ok }
 
-func (a fakeAccounts) Authenticate(ctx context.Context, name, password string) error {
+func (a fakeAccounts) Authenticate(ctx context.Context, source netip.Addr, name, password string) error {
 	if pw, ok := a[name]; ok && pw == password {
 		return nil
 	}

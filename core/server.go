@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,10 +24,32 @@ import (
 type Accounts interface {
 	// Exists reports whether an account of that name exists.
 	Exists(name string) bool
-	// Authenticate returns nil when password is right for name. It may block
-	// for a costly hash check and must return when ctx ends.
-	Authenticate(ctx context.Context, name, password string) error
+	// Authenticate returns nil when password is right for name, for a login
+	// from source (the client's address: checks are queued fairly per
+	// source). It may block for a costly hash check and must return when
+	// ctx ends. An error with a Throttled() bool method that returns true
+	// means the password was not checked for load (counted "throttled");
+	// any other error is bad credentials.
+	Authenticate(ctx context.Context, source netip.Addr, name, password string) error
 }
+
+// Bans decides which sources may log in and hears of failed logins: the
+// autoban (package accounts/autoban implements it). Its methods must not
+// block.
+type Bans interface {
+	// Allow reports whether a login from addr may go on; false while its
+	// source is banned.
+	Allow(addr netip.Addr) bool
+	// Failed records a failed login from addr: bad credentials, an unknown
+	// user, or a malformed command before login.
+	Failed(addr netip.Addr)
+}
+
+// noBans bans nobody.
+type noBans struct{}
+
+func (noBans) Allow(netip.Addr) bool { return true }
+func (noBans) Failed(netip.Addr)     {}
 
 // Config tunes the core. Zero values mean the defaults documented per field.
 type Config struct {
@@ -69,6 +92,16 @@ type Config struct {
 	CommandRate  int
 	// Directory records who is online where. Default: in memory, this node.
 	Directory Directory
+	// Bans is the autoban: a login from a source it refuses is answered
+	// invalid at once, without a password check, and failed logins are
+	// reported to it. Default: nobody is banned.
+	Bans Bans
+	// ThrottledPause is how long a connection whose login was throttled
+	// (answered invalid at once, unchecked), or which sent a malformed
+	// command before login, waits before its next command is read, so that
+	// a flood of instantly refused logins cannot spin the server at
+	// thousands per second per connection. Default 1 s.
+	ThrottledPause time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -85,6 +118,7 @@ func (c *Config) setDefaults() {
 	def(&c.WriteTimeout, 10*time.Second)
 	def(&c.MediaWriteTimeout, 2*time.Second)
 	def(&c.MediaLossGrace, 300*time.Millisecond)
+	def(&c.ThrottledPause, time.Second)
 	if c.MediaQueue <= 0 {
 		c.MediaQueue = 32
 	}
@@ -99,6 +133,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Directory == nil {
 		c.Directory = NewMemoryDirectory()
+	}
+	if c.Bans == nil {
+		c.Bans = noBans{}
 	}
 	if c.Now == nil {
 		c.Now = time.Now

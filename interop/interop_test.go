@@ -478,6 +478,7 @@ private = %s
 users   = %s
 listen  = 127.0.0.1
 logs    = %s
+autoban_exempt = 127.0.0.0/8   # every test client is on loopback; its wrong passwords must not ban the rest
 `, s.cmdPort, s.mediaPort, f.cert, f.key, f.users, f.logs)
 	if f.modernCert != "" {
 		conf += fmt.Sprintf("modern_public  = %s\nmodern_private = %s\n", f.modernCert, f.modernKey)

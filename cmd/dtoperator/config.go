@@ -63,6 +63,19 @@ type Config struct {
 	// refused before their handshake.
 	QUICMaxConnsPerSource, QUICMaxConns int
 
+	// "autoban_attempts", "autoban_window", "autoban_time": that many failed
+	// logins from one source within the window ban it for the time; 0
+	// attempts turn autoban off.
+	AutobanAttempts            int
+	AutobanWindow, AutobanTime time.Duration
+	// "autoban_exempt": sources never banned, CIDR prefixes normalized and
+	// joined by ", " (a string, so that Config stays comparable).
+	AutobanExempt string
+	// "login_queue", "login_queue_per_source": password checks that may
+	// wait, in all and from one source; "login_wait": the longest wait.
+	LoginQueue, LoginQueuePerSource int
+	LoginWait                       time.Duration
+
 	File string // the config file that was loaded, "" if none
 }
 

@@ -91,7 +91,9 @@ func TestLoadConfigStrings(t *testing.T) {
 	want := Config{Listen: "::1", Command: 1991, Media: 2014, QUIC: 1991, Ciphers: "A:B",
 		Users: users2, Logs: "", Data: "/tmp/d", Window: 5 * time.Minute, Drain: 15 * time.Minute,
 		KeepAlive: 15 * time.Second, Idle: time.Minute,
-		TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: conf}
+		TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: conf,
+		AutobanAttempts: 10, AutobanWindow: 2 * time.Minute, AutobanTime: 5 * time.Minute,
+		LoginQueue: 256, LoginQueuePerSource: 4, LoginWait: 10 * time.Second}
 	if c != want {
 		t.Errorf("config = %+v\nwant %+v", c, want)
 	}
@@ -179,7 +181,9 @@ func TestLoadConfigExamples(t *testing.T) {
 				Ciphers: "DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", Users: f,
 				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute,
 				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute,
-				CommandBurst: 40, CommandRate: 10, TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: path}
+				CommandBurst: 40, CommandRate: 10, TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: path,
+				AutobanAttempts: 10, AutobanWindow: 2 * time.Minute, AutobanTime: 5 * time.Minute,
+				LoginQueue: 256, LoginQueuePerSource: 4, LoginWait: 10 * time.Second}
 			if c != want {
 				t.Errorf("config = %+v\nwant %+v", c, want)
 			}
@@ -544,7 +548,7 @@ func TestLoadConfigHandshakeCaps(t *testing.T) {
 	}{
 		{"defaults", nil, nil, 8, 1024, ""},
 		{"flag and env", []string{"--tls_handshakes_per_source", "2"}, []string{"DTOPERATOR_TLS_HANDSHAKES_MAX=50"}, 2, 50, ""},
-		{"zero", []string{"--tls_handshakes_max", "0"}, nil, 0, 0, "not a whole number from 1"},
+		{"zero", []string{"--tls_handshakes_max", "0"}, nil, 0, 0, "not a whole number 1-"},
 		{"word", nil, []string{"DTOPERATOR_TLS_HANDSHAKES_PER_SOURCE=many"}, 0, 0, "DTOPERATOR_TLS_HANDSHAKES_PER_SOURCE"},
 	}
 	for _, tt := range tests {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dtcall/dtcall/accounts"
+	"github.com/dtcall/dtcall/accounts/autoban"
 	"github.com/dtcall/dtcall/internal/conffile"
 	tomlparser "github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/knadh/koanf/providers/confmap"
@@ -42,6 +44,14 @@ func newLoader(envs map[string]string) *loader {
 
 		"quic_max_conns_per_source": 16,
 		"quic_max_conns":            20000,
+		// Autoban and the login queue: Mumble's autoban defaults and
+		// accounts' queue limits.
+		"autoban_attempts":       autoban.DefaultAttempts,
+		"autoban_window":         autoban.DefaultWindow.String(),
+		"autoban_time":           autoban.DefaultTime.String(),
+		"login_queue":            accounts.DefaultQueue,
+		"login_queue_per_source": accounts.DefaultPerSource,
+		"login_wait":             accounts.DefaultWait.String(),
 	}
 	// Loading a map from memory can't fail.
 	_ = l.k.Load(confmap.Provider(defaults, "."), nil)

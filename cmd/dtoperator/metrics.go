@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/dtcall/dtcall/accounts"
+	"github.com/dtcall/dtcall/accounts/autoban"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/transport/quic"
 	"github.com/dtcall/dtcall/transport/tcp"
@@ -23,6 +24,7 @@ type metricsCollector struct {
 	legacy  *tcp.Server
 	modern  *quic.Server
 	store   *accounts.Store
+	bans    *autoban.Bans
 	reloads *reloadCounts
 }
 
@@ -55,6 +57,8 @@ var (
 	descCrowded       = desc("dtcall_calls_crowded_total", "Calls answered busy because the callee's reply queue was over half full.")
 	descRefused       = desc("dtcall_connections_refused_total", "Connections refused or cut before their handshake, by front and reason.", "front", "reason")
 	descHandshaking   = desc("dtcall_handshakes_in_progress", "Connections accepted whose handshake has not finished, by front.", "front")
+	descAutobanActive = desc("dtcall_autoban_active", "Sources banned now for failed logins.")
+	descAutobanBans   = desc("dtcall_autoban_bans_total", "Bans imposed for failed logins since start.")
 )
 
 // quicDatagramDrop is the drop reason of datagrams the QUIC front dropped
@@ -67,6 +71,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descLoginsWaiting, descMediaBytes, descMediaDropped, descHandshakes, descReloads,
 		descDraining, descSlowConsumers, descUnresponsive, descWriteFailures, descQueueDelay,
 		descRateLimited, descFlooders, descCrowded, descRefused, descHandshaking,
+		descAutobanActive, descAutobanBans,
 	} {
 		ch <- d
 	}
@@ -134,6 +139,9 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRateLimited, st.RateLimited)
 	counter(descFlooders, st.Flooders)
 	counter(descCrowded, st.CrowdedBusy)
+	bs := m.bans.Stats()
+	gauge(descAutobanActive, float64(bs.Active))
+	counter(descAutobanBans, bs.Bans)
 }
 
 // newRegistry returns a registry with the server's families and the

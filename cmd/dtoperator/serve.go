@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dtcall/dtcall/accounts"
+	"github.com/dtcall/dtcall/accounts/autoban"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/transport/quic"
 	"github.com/dtcall/dtcall/transport/tcp"
@@ -27,6 +28,7 @@ type server struct {
 	cfg           Config // the last good configuration; owned by serve
 
 	store   *accounts.Store
+	bans    *autoban.Bans
 	calls   *core.Server
 	legacy  *tcp.Server
 	modern  *quic.Server
@@ -50,11 +52,17 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		return err
 	}
 	s.store = accounts.NewStore(users, 0)
+	s.store.SetLimits(accounts.Limits{Queue: cfg.LoginQueue, PerSource: cfg.LoginQueuePerSource, Wait: cfg.LoginWait})
+	s.bans = autoban.New(autoban.Config{
+		Attempts: cfg.AutobanAttempts, Window: cfg.AutobanWindow, Time: cfg.AutobanTime,
+		Exempt: exemptPrefixes(cfg.AutobanExempt),
+	}, log)
 	s.calls = core.New(core.Config{
-		Window: cfg.Window, CommandBurst: cfg.CommandBurst, CommandRate: cfg.CommandRate,
+		Window: cfg.Window, CommandBurst: cfg.CommandBurst, CommandRate: cfg.CommandRate, Bans: s.bans,
 	}, s.store, log)
 	legacy := certs.legacy(cfg)
 	legacy.MaxHandshakesPerSource, legacy.MaxHandshakes = cfg.TLSHandshakesPerSource, cfg.TLSHandshakesMax
+	legacy.Gate = s.bans // a banned source is closed right after accept, before TLS
 	if s.legacy, err = tcp.New(legacy, s.calls, log); err != nil {
 		return err
 	}
@@ -63,12 +71,14 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		CertFile: certs.modernCert, KeyFile: certs.modernKey,
 		KeepAlive: cfg.KeepAlive, IdleTimeout: cfg.Idle,
 		MaxConnsPerSource: cfg.QUICMaxConnsPerSource, MaxConns: cfg.QUICMaxConns,
+		Gate: s.bans, // a banned source is refused before its handshake
 	}, s.calls, log); err != nil {
 		return err
 	}
 	defer s.modern.Close()
 	if cfg.Metrics != "" {
-		m := &metricsCollector{core: s.calls, legacy: s.legacy, modern: s.modern, store: s.store, reloads: &s.reloads}
+		m := &metricsCollector{core: s.calls, legacy: s.legacy, modern: s.modern, store: s.store,
+			bans: s.bans, reloads: &s.reloads}
 		if s.admin, err = startAdmin(cfg.Metrics, newRegistry(m), s.readiness, log); err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/pflag"
 )
@@ -79,22 +80,40 @@ var settings = []setting{
 		func(c *Config) *time.Duration { return &c.KeepAlive }),
 	durationSetting("idle", "QUIC idle timeout: close a connection silent this long (default 60s)",
 		func(c *Config) *time.Duration { return &c.Idle }),
-	countSetting("command_burst", "commands a connection may send at once before the rate limit applies (default 40)",
+	countSetting("command_burst", 1, "commands a connection may send at once before the rate limit applies (default 40)",
 		func(c *Config) *int { return &c.CommandBurst }),
-	countSetting("command_rate", "commands a second a connection may send after its burst; over it a command is "+
+	countSetting("command_rate", 1, "commands a second a connection may send after its burst; over it a command is "+
 		"refused, and a sustained flood closes the connection (default 10)",
 		func(c *Config) *int { return &c.CommandRate }),
-	countSetting("tls_handshakes_per_source", "legacy ports: connections from one address (IPv6: one /64) "+
+	countSetting("tls_handshakes_per_source", 1, "legacy ports: connections from one address (IPv6: one /64) "+
 		"still shaking hands; one more is closed at once (default 8)",
 		func(c *Config) *int { return &c.TLSHandshakesPerSource }),
-	countSetting("tls_handshakes_max", "legacy ports: connections still shaking hands in all; "+
+	countSetting("tls_handshakes_max", 1, "legacy ports: connections still shaking hands in all; "+
 		"one more cuts the oldest (default 1024)",
 		func(c *Config) *int { return &c.TLSHandshakesMax }),
-	countSetting("quic_max_conns_per_source", "QUIC connections from one address (IPv6: one /64) at once; "+
+	countSetting("quic_max_conns_per_source", 1, "QUIC connections from one address (IPv6: one /64) at once; "+
 		"more are refused before their handshake (default 16)",
 		func(c *Config) *int { return &c.QUICMaxConnsPerSource }),
-	countSetting("quic_max_conns", "QUIC connections at once in all; more are refused before their handshake (default 20000)",
+	countSetting("quic_max_conns", 1, "QUIC connections at once in all; more are refused before their handshake (default 20000)",
 		func(c *Config) *int { return &c.QUICMaxConns }),
+	countSetting("autoban_attempts", 0, "failed logins from one source (IPv4 address, IPv6 /64) within "+
+		"autoban_window that ban it for autoban_time; 0 turns autoban off (default 10)",
+		func(c *Config) *int { return &c.AutobanAttempts }),
+	durationSetting("autoban_window", "the time in which autoban_attempts failures ban a source (default 2m)",
+		func(c *Config) *time.Duration { return &c.AutobanWindow }),
+	durationSetting("autoban_time", "how long a ban lasts (default 5m)",
+		func(c *Config) *time.Duration { return &c.AutobanTime }),
+	{key: "autoban_exempt", arg: "cidrs", usage: `sources never banned: CIDR prefixes or addresses, ` +
+		`separated by commas or spaces, e.g. "10.0.0.0/8, 2001:db8::/48" (default "": none)`,
+		set: setAutobanExempt, get: func(c *Config) any { return c.AutobanExempt }},
+	countSetting("login_queue", 1, "password checks that may wait in all; beyond it a login is refused "+
+		"at once (default 256)",
+		func(c *Config) *int { return &c.LoginQueue }),
+	countSetting("login_queue_per_source", 1, "password checks that may wait from one source; beyond it "+
+		"a login is refused at once (default 4)",
+		func(c *Config) *int { return &c.LoginQueuePerSource }),
+	durationSetting("login_wait", "longest wait of a login for its password check; then it is refused (default 10s)",
+		func(c *Config) *time.Duration { return &c.LoginWait }),
 }
 
 // settingFor returns the setting of key.
@@ -121,12 +140,16 @@ func portSetting(key, usage string, field func(*Config) *int) setting {
 	return setting{key: key, arg: "port", usage: usage, set: set, get: get}
 }
 
-// countSetting is a setting holding a positive count, such as a cap.
-func countSetting(key, usage string, field func(*Config) *int) setting {
+// maxCount bounds count settings: far above any sane value, and small
+// enough that nothing sized by one overflows.
+const maxCount = 1 << 20
+
+// countSetting is a setting holding a whole number min..maxCount.
+func countSetting(key string, min int64, usage string, field func(*Config) *int) setting {
 	set := func(c *Config, v any) error {
 		n, ok := toInt(v)
-		if !ok || n < 1 || n > maxCount {
-			return fmt.Errorf("%s is not a whole number from 1 to %d", show(v), maxCount)
+		if !ok || n < min || n > maxCount {
+			return fmt.Errorf("%s is not a whole number %d-%d", show(v), min, maxCount)
 		}
 		*field(c) = int(n)
 		return nil
@@ -135,8 +158,66 @@ func countSetting(key, usage string, field func(*Config) *int) setting {
 	return setting{key: key, arg: "count", usage: usage, set: set, get: get}
 }
 
-// maxCount bounds a countSetting.
-const maxCount = 1 << 20
+// setAutobanExempt stores a list of CIDR prefixes or addresses: a string
+// separated by commas or white space, or a TOML array of strings. It is
+// stored as a string, normalized ("10.0.0.0/8, 2001:db8::/48"), so that
+// Config stays comparable; exemptPrefixes parses it.
+func setAutobanExempt(c *Config, v any) error {
+	var items []string
+	switch v := v.(type) {
+	case string:
+		items = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	case []any:
+		for _, x := range v {
+			s, ok := x.(string)
+			if !ok {
+				return fmt.Errorf("%s is not a string", show(x))
+			}
+			items = append(items, s)
+		}
+	default:
+		return fmt.Errorf("%s is not a list of CIDR prefixes", show(v))
+	}
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		p, err := parsePrefix(strings.TrimSpace(it))
+		if err != nil {
+			return err
+		}
+		out = append(out, p.String())
+	}
+	c.AutobanExempt = strings.Join(out, ", ")
+	return nil
+}
+
+// parsePrefix parses "10.0.0.0/8" or a lone address (a /32 or /128).
+// Host bits set in a prefix are an error: "10.0.0.1/8" is a typo for
+// something.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap().WithZone("")
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix or an IP address", s)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, p.Masked())
+	}
+	return p, nil
+}
+
+// exemptPrefixes parses the stored autoban_exempt value.
+func exemptPrefixes(s string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, it := range strings.Split(s, ", ") {
+		if p, err := parsePrefix(it); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // stringSetting is a setting holding a string, such as a path.
 func stringSetting(key, arg, usage string, field func(*Config) *string) setting {

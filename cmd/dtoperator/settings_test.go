@@ -20,6 +20,7 @@ var sampleValues = map[string]string{
 	"host:port": "127.0.0.1:9464",
 	"level":     "debug",
 	"count":     "5",
+	"cidrs":     "10.0.0.0/8",
 }
 
 // TestSettingsCoverConfig checks that each setting stores into one field of

@@ -1,0 +1,264 @@
+package accounts
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Limits bound the queue of password checks that wait for a check slot.
+// Zero fields mean the defaults.
+type Limits struct {
+	// Queue is how many checks may wait in all; a login beyond it is
+	// refused at once. Default 256.
+	Queue int
+	// PerSource is how many checks may wait from one source (an IPv4
+	// address or an IPv6 /64, as autoban counts); a login beyond it is
+	// refused at once. Default 4.
+	PerSource int
+	// Wait bounds a check's wait for a slot; a login not checked by then is
+	// refused instead of hanging. Default 10 s.
+	Wait time.Duration
+}
+
+// Default Limits.
+const (
+	DefaultQueue     = 256
+	DefaultPerSource = 4
+	DefaultWait      = 10 * time.Second
+)
+
+func (l *Limits) setDefaults() {
+	if l.Queue <= 0 {
+		l.Queue = DefaultQueue
+	}
+	if l.PerSource <= 0 {
+		l.PerSource = DefaultPerSource
+	}
+	if l.Wait <= 0 {
+		l.Wait = DefaultWait
+	}
+}
+
+// ThrottledError is returned by Store.Authenticate for a login whose
+// password was not checked for load: its source had PerSource checks
+// waiting, the queue was full, or no slot came within Wait. Its Throttled
+// method lets callers tell it from bad credentials without importing this
+// package.
+type ThrottledError struct{ Why string }
+
+func (e *ThrottledError) Error() string   { return "authenticate: throttled: " + e.Why }
+func (e *ThrottledError) Throttled() bool { return true }
+
+// Refusals, as ThrottledError.Why says them.
+const (
+	whySource = "too many checks waiting from this source"
+	whyQueue  = "check queue full"
+	whyWait   = "no check slot in time"
+)
+
+// scheduler hands out check slots fairly across sources: when a slot comes
+// free it goes to the first waiting check of the source with the fewest
+// checks pending (waiting or running), and among those to the source
+// served least recently (a source never served, or not for a long time,
+// first; then in order of arrival). So a source that floods the queue
+// goes after one that asks for a single check, and a source with checks
+// waiting delays another source's first check by at most about one check
+// beyond those already running: a flood from a few addresses costs a
+// legitimate user about one check, not the flood's length. Within a
+// source, checks run in arrival order. A source with several checks
+// pending can wait long while many single-check sources arrive; Wait
+// bounds that.
+type scheduler struct {
+	mu       sync.Mutex
+	limits   Limits
+	slots    int                           // checks that may run at once
+	free     int                           // slots free; > 0 only while nothing waits
+	waiting  map[netip.Prefix]*sourceQueue // sources with checks waiting
+	total    int                           // checks waiting, over all sources
+	served   map[netip.Prefix]uint64       // each source's serial of its last check started
+	running  map[netip.Prefix]int          // checks running, by source
+	serial   uint64                        // checks started
+	arrivals uint64                        // sources that started waiting, for ties
+}
+
+// sourceQueue is one source's waiting checks, oldest first.
+type sourceQueue struct {
+	key     netip.Prefix
+	arrival uint64 // scheduler.arrivals when the source started waiting
+	waiters []*waiter
+}
+
+// waiter is one check waiting for a slot.
+type waiter struct {
+	ready   chan struct{} // closed when the slot is granted
+	granted bool          // guarded by scheduler.mu
+}
+
+// forgetAfter is how many checks after its last one a source's serial is
+// forgotten; it then ranks like a new source. It bounds served's size
+// (entries are added only as checks start).
+const forgetAfter = 4096
+
+func newScheduler(slots int) *scheduler {
+	s := &scheduler{
+		slots:   slots,
+		free:    slots,
+		waiting: make(map[netip.Prefix]*sourceQueue),
+		served:  make(map[netip.Prefix]uint64),
+		running: make(map[netip.Prefix]int),
+	}
+	s.limits.setDefaults()
+	return s
+}
+
+func (s *scheduler) setLimits(l Limits) {
+	l.setDefaults()
+	s.mu.Lock()
+	s.limits = l
+	s.mu.Unlock()
+}
+
+// acquire takes a check slot for a check from the source key
+// (autoban.Source of the address). It returns at once with a
+// *ThrottledError when the source or the queue is at its cap; otherwise it
+// waits until a slot is granted, ctx ends (ctx.Err()) or Limits.Wait
+// passes (a *ThrottledError). After a nil error the caller must call
+// release(key).
+func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.free > 0 {
+		s.free--
+		s.startLocked(key)
+		s.mu.Unlock()
+		return nil
+	}
+	q := s.waiting[key]
+	switch {
+	case q != nil && len(q.waiters) >= s.limits.PerSource:
+		s.mu.Unlock()
+		return &ThrottledError{whySource}
+	case s.total >= s.limits.Queue:
+		s.mu.Unlock()
+		return &ThrottledError{whyQueue}
+	}
+	if q == nil {
+		s.arrivals++
+		q = &sourceQueue{key: key, arrival: s.arrivals}
+		s.waiting[key] = q
+	}
+	w := &waiter{ready: make(chan struct{})}
+	q.waiters = append(q.waiters, w)
+	s.total++
+	wait := s.limits.Wait
+	s.mu.Unlock()
+
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timer.C:
+		err = &ThrottledError{whyWait}
+	}
+	s.mu.Lock()
+	if w.granted { // granted as we gave up: pass the slot on
+		s.releaseLocked(key)
+	} else {
+		s.removeLocked(q, w)
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// release gives back a slot that acquire took for key.
+func (s *scheduler) release(key netip.Prefix) {
+	s.mu.Lock()
+	s.releaseLocked(key)
+	s.mu.Unlock()
+}
+
+// releaseLocked ends a check of key and grants the freed slot to the next
+// check, or keeps it free.
+func (s *scheduler) releaseLocked(key netip.Prefix) {
+	if s.running[key]--; s.running[key] <= 0 {
+		delete(s.running, key)
+	}
+	q := s.nextLocked()
+	if q == nil {
+		s.free++
+		return
+	}
+	w := q.waiters[0]
+	q.waiters[0] = nil
+	q.waiters = q.waiters[1:]
+	s.total--
+	if len(q.waiters) == 0 {
+		delete(s.waiting, q.key)
+	}
+	w.granted = true
+	close(w.ready)
+	s.startLocked(q.key)
+}
+
+// nextLocked returns the waiting source to serve next (see scheduler), or
+// nil. A linear scan: at most Limits.Queue sources wait, and each check
+// costs milliseconds of scrypt at the least.
+func (s *scheduler) nextLocked() *sourceQueue {
+	var best *sourceQueue
+	var bestPending int
+	var bestServed uint64
+	for _, q := range s.waiting {
+		pending, sv := len(q.waiters)+s.running[q.key], s.served[q.key]
+		switch {
+		case best == nil,
+			pending < bestPending,
+			pending == bestPending && sv < bestServed,
+			pending == bestPending && sv == bestServed && q.arrival < best.arrival:
+			best, bestPending, bestServed = q, pending, sv
+		}
+	}
+	return best
+}
+
+// startLocked records that a check of key starts now.
+func (s *scheduler) startLocked(key netip.Prefix) {
+	s.running[key]++
+	s.serial++
+	s.served[key] = s.serial
+	if s.serial%forgetAfter == 0 {
+		for k, sv := range s.served {
+			if s.serial-sv >= forgetAfter {
+				delete(s.served, k)
+			}
+		}
+	}
+}
+
+// removeLocked takes w, which gave up, out of q.
+func (s *scheduler) removeLocked(q *sourceQueue, w *waiter) {
+	for i, x := range q.waiters {
+		if x == w {
+			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
+			s.total--
+			break
+		}
+	}
+	if len(q.waiters) == 0 && s.waiting[q.key] == q {
+		delete(s.waiting, q.key)
+	}
+}
+
+// stats returns the slots in use and the checks waiting.
+func (s *scheduler) stats() (inFlight, waiting, sources int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.slots - s.free, s.total, len(s.waiting)
+}

@@ -1,0 +1,346 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// slowStore returns a Store with slots check slots whose checks each take
+// d (of synctest's fake time) and fail; started returns the passwords of
+// the checks started so far, in order. Tests put the source in the
+// password to see who was served when.
+func slowStore(t *testing.T, slots int, d time.Duration) (s *Store, started func() []string) {
+	t.Helper()
+	s = cheapStore(t, slots)
+	var mu sync.Mutex
+	var order []string
+	s.verify = func(h Hash, password string) bool {
+		mu.Lock()
+		order = append(order, password)
+		mu.Unlock()
+		time.Sleep(d)
+		return false
+	}
+	return s, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(order)
+	}
+}
+
+// addr returns 192.0.2.n.
+func addr(n int) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, byte(n)}) }
+
+func isThrottled(err error) bool {
+	var te interface{ Throttled() bool }
+	return errors.As(err, &te) && te.Throttled()
+}
+
+// TestQueueFairAcrossSources: a source with checks waiting delays another
+// source's first check by the check running, not by its whole queue.
+func TestQueueFairAcrossSources(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, started := slowStore(t, 1, time.Second)
+		for i := range 4 { // 1 running, 3 waiting
+			go s.Authenticate(context.Background(), addr(1), "alice", fmt.Sprint("A", i))
+			synctest.Wait()
+		}
+		time.Sleep(500 * time.Millisecond)
+		start := time.Now()
+		if err := s.Authenticate(context.Background(), addr(2), "alice", "B"); err != ErrBadCredentials {
+			t.Errorf("B: %v", err)
+		}
+		if d := time.Since(start); d != 1500*time.Millisecond {
+			t.Errorf("B's login took %v, want 1.5s: the rest of A0's check and its own", d)
+		}
+		time.Sleep(time.Hour)
+		if got, want := started(), []string{"A0", "B", "A1", "A2", "A3"}; !slices.Equal(got, want) {
+			t.Errorf("checks ran in the order %q, want %q", got, want)
+		}
+	})
+}
+
+// TestQueueOrder: the source with the fewest checks pending goes next, so
+// a newcomer and a source with a single check go before a flooder, round
+// by round.
+func TestQueueOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, started := slowStore(t, 1, time.Second)
+		for _, name := range []string{"A0", "A1", "A2", "B0", "B1"} {
+			go s.Authenticate(context.Background(), addr(int(name[0])), "alice", name)
+			synctest.Wait()
+		}
+		time.Sleep(1500 * time.Millisecond) // A0 ran; B0 runs
+		go s.Authenticate(context.Background(), addr(int('C')), "alice", "C0")
+		time.Sleep(time.Hour)
+		// Round robin would run C0 after A1 and B1.
+		want := []string{"A0", "B0", "C0", "B1", "A1", "A2"}
+		if got := started(); !slices.Equal(got, want) {
+			t.Errorf("checks ran in the order %q, want %q", got, want)
+		}
+	})
+}
+
+// TestSchedulerPicks pins the order of nextLocked: fewest pending (waiting
+// and running) first, then least recently served, then first arrived.
+func TestSchedulerPicks(t *testing.T) {
+	type src struct {
+		name             string
+		waiting, running int
+		served, arrival  uint64
+	}
+	tests := []struct {
+		srcs []src
+		want string
+	}{
+		{[]src{{"flood", 3, 0, 1, 1}, {"user", 1, 0, 9, 2}}, "user"},          // served recently, but asks once
+		{[]src{{"flood", 2, 1, 1, 1}, {"user", 2, 0, 9, 2}}, "user"},          // running checks count
+		{[]src{{"a", 1, 0, 5, 1}, {"b", 1, 0, 3, 2}, {"c", 1, 0, 4, 3}}, "b"}, // least recently served
+		{[]src{{"a", 1, 0, 0, 2}, {"b", 1, 0, 0, 1}, {"c", 1, 0, 7, 0}}, "b"}, // never served, first arrived
+		{[]src{{"old", 1, 0, 2, 9}, {"new", 1, 0, 0, 10}}, "new"},             // never served before served
+		{[]src{{"a", 4, 0, 1, 1}, {"b", 3, 1, 2, 2}, {"c", 2, 2, 0, 3}}, "c"}, // 4 pending each: c never served
+		{[]src{{"only", 1, 3, 100, 1}}, "only"},                               // alone
+	}
+	for i, tt := range tests {
+		s := newScheduler(1)
+		names := map[netip.Prefix]string{}
+		for j, x := range tt.srcs {
+			key := netip.PrefixFrom(addr(j), 32)
+			names[key] = x.name
+			q := &sourceQueue{key: key, arrival: x.arrival}
+			for range x.waiting {
+				q.waiters = append(q.waiters, &waiter{})
+			}
+			s.waiting[key] = q
+			if x.running > 0 {
+				s.running[key] = x.running
+			}
+			if x.served > 0 {
+				s.served[key] = x.served
+			}
+		}
+		if got := names[s.nextLocked().key]; got != tt.want {
+			t.Errorf("case %d: picked %s, want %s", i, got, tt.want)
+		}
+	}
+}
+
+// TestQueueFlood is the login-flood figure in miniature: 4 sources × 3
+// callers looping failed logins on 0.8 s checks through one slot; a fifth
+// source's login takes at most two checks, every time. (The flood's own
+// checks wait about 12 checks each, and some of them exceed Limits.Wait.)
+func TestQueueFlood(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const check = 800 * time.Millisecond
+		s, _ := slowStore(t, 1, check)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for src := range 4 {
+			for range 3 {
+				wg.Go(func() {
+					for i := 0; i < 1000 && ctx.Err() == nil; i++ {
+						s.Authenticate(ctx, addr(10+src), "alice", "flood")
+					}
+				})
+			}
+		}
+		time.Sleep(500 * time.Millisecond) // the first try comes in the flood's first round
+		for try := range 5 {
+			start := time.Now()
+			if err := s.Authenticate(context.Background(), addr(99), "bob", "wrong"); err != ErrBadCredentials {
+				t.Errorf("try %d: %v", try, err)
+			}
+			if d := time.Since(start); d > 2*check {
+				t.Errorf("try %d: the legitimate login took %v, want at most %v", try, d, 2*check)
+			}
+			time.Sleep(time.Second) // less than a round of the flood: the user is served more often than each flooder
+		}
+		cancel()
+		wg.Wait()
+	})
+}
+
+func TestQueueSourceCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, started := slowStore(t, 1, time.Second)
+		for i := range 1 + DefaultPerSource { // 1 running, 4 waiting
+			go s.Authenticate(context.Background(), addr(1), "alice", fmt.Sprint("A", i))
+			synctest.Wait()
+		}
+		start := time.Now()
+		err := s.Authenticate(context.Background(), addr(1), "alice", "A-over")
+		if !isThrottled(err) || time.Since(start) != 0 {
+			t.Errorf("a 5th waiting check of one source: %v after %v, want throttled at once", err, time.Since(start))
+		}
+		if err == nil || err.Error() != "authenticate: throttled: "+whySource {
+			t.Errorf("error %q", err)
+		}
+		done := make(chan error)
+		go func() { done <- s.Authenticate(context.Background(), addr(2), "alice", "B") }()
+		if err := <-done; err != ErrBadCredentials {
+			t.Errorf("another source beside a capped one: %v", err)
+		}
+		time.Sleep(time.Hour)
+		if st := s.Stats(); st.Throttled != 1 || st.Checks != 6 || st.Waiting != 0 || st.InFlight != 0 {
+			t.Errorf("Stats() = %+v", st)
+		}
+		if slices.Contains(started(), "A-over") {
+			t.Error("the throttled login was checked")
+		}
+	})
+}
+
+// TestQueueSourceIsSlash64 checks that IPv6 addresses of one /64 share a
+// source's cap, and IPv4-mapped addresses count as IPv4.
+func TestQueueSourceIsSlash64(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := slowStore(t, 1, time.Second)
+		for i := range 1 + DefaultPerSource {
+			a := netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", i+1))
+			go s.Authenticate(context.Background(), a, "alice", "x")
+			synctest.Wait()
+		}
+		tests := []struct {
+			addr      string
+			throttled bool
+		}{
+			{"2001:db8::ffff:1", true},
+			{"2001:db8:0:0:8000::1", true},
+			{"2001:db8:0:1::1", false},
+			{"::ffff:192.0.2.1", false},
+		}
+		for _, tt := range tests {
+			done := make(chan error, 1)
+			go func() { done <- s.Authenticate(context.Background(), netip.MustParseAddr(tt.addr), "alice", "x") }()
+			synctest.Wait()
+			select {
+			case err := <-done:
+				if !tt.throttled || !isThrottled(err) {
+					t.Errorf("%s: %v at once", tt.addr, err)
+				}
+			default:
+				if tt.throttled {
+					t.Errorf("%s waits; want it throttled with its /64", tt.addr)
+				}
+			}
+		}
+		time.Sleep(time.Hour)
+	})
+}
+
+func TestQueueTotalCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := slowStore(t, 1, time.Second)
+		s.SetLimits(Limits{Queue: 3})
+		for i := range 4 { // 1 running, 3 waiting, each its own source
+			go s.Authenticate(context.Background(), addr(i), "alice", "x")
+			synctest.Wait()
+		}
+		err := s.Authenticate(context.Background(), addr(9), "alice", "x")
+		if !isThrottled(err) || err.Error() != "authenticate: throttled: "+whyQueue {
+			t.Errorf("a check beyond the queue's cap: %v, want throttled at once", err)
+		}
+		if st := s.Stats(); st.Waiting != 3 || st.Sources != 3 || st.InFlight != 1 {
+			t.Errorf("Stats() = %+v", st)
+		}
+		time.Sleep(time.Hour)
+	})
+}
+
+// TestQueueWaitBound: a login that gets no slot within Limits.Wait is
+// refused then, without a check, and the slot is not lost.
+func TestQueueWaitBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, started := slowStore(t, 1, 20*time.Second)
+		go s.Authenticate(context.Background(), addr(1), "alice", "long")
+		synctest.Wait()
+		start := time.Now()
+		err := s.Authenticate(context.Background(), addr(2), "alice", "late")
+		if !isThrottled(err) || err.Error() != "authenticate: throttled: "+whyWait {
+			t.Errorf("Authenticate: %v, want throttled", err)
+		}
+		if d := time.Since(start); d != DefaultWait {
+			t.Errorf("refused after %v, want %v", d, DefaultWait)
+		}
+		time.Sleep(time.Minute)
+		if got := started(); !slices.Equal(got, []string{"long"}) {
+			t.Errorf("checks %q, want only the first", got)
+		}
+		if st := s.Stats(); st.InFlight != 0 || st.Waiting != 0 || st.Throttled != 1 {
+			t.Errorf("Stats() = %+v", st)
+		}
+	})
+}
+
+// TestQueueGiveUpAsGranted: when a waiting login gives up at the moment
+// its slot is granted, the slot passes on and none is lost.
+func TestQueueGiveUpAsGranted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := slowStore(t, 1, time.Second)
+		s.SetLimits(Limits{Wait: time.Second}) // expires as the first check ends
+		go s.Authenticate(context.Background(), addr(1), "alice", "first")
+		synctest.Wait()
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Go(func() { s.Authenticate(context.Background(), addr(2+i), "alice", "x") })
+		}
+		wg.Wait()
+		time.Sleep(time.Hour)
+		if st := s.Stats(); st.InFlight != 0 || st.Waiting != 0 {
+			t.Fatalf("Stats() = %+v: a slot leaked", st)
+		}
+		start := time.Now()
+		s.Authenticate(context.Background(), addr(9), "alice", "after")
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("a login after the race took %v, want one check", d)
+		}
+	})
+}
+
+// TestQueueSameSourceInOrder: one source's checks run in arrival order.
+func TestQueueSameSourceInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, started := slowStore(t, 2, time.Second)
+		var want []string
+		for i := range 6 {
+			pw := fmt.Sprint(i)
+			want = append(want, pw)
+			go s.Authenticate(context.Background(), addr(1+i%2), "alice", pw)
+			synctest.Wait()
+		}
+		time.Sleep(time.Hour)
+		got := started()
+		for _, src := range []int{0, 1} {
+			var g, w []string
+			for i := range got {
+				if int(got[i][0]-'0')%2 == src {
+					g = append(g, got[i])
+				}
+				if int(want[i][0]-'0')%2 == src {
+					w = append(w, want[i])
+				}
+			}
+			if !slices.Equal(g, w) {
+				t.Errorf("source %d's checks ran as %q, want %q", src, g, w)
+			}
+		}
+	})
+}
+
+// TestQueueForgets checks that served stays bounded.
+func TestQueueForgets(t *testing.T) {
+	s, _ := slowStore(t, 1, 0)
+	for i := range 3 * forgetAfter {
+		s.Authenticate(context.Background(), netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "alice", "x")
+	}
+	if n := len(s.sched.served); n > forgetAfter {
+		t.Errorf("served holds %d sources, want at most %d", n, forgetAfter)
+	}
+}

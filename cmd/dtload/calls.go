@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,7 @@ func (c clientMedia) datagram() bool                           { return c.m.Data
 type party struct {
 	acct  account
 	kind  client.Transport
+	from  string // local address to connect from; "" = any
 	c     *client.Client
 	login span
 }
@@ -58,6 +60,9 @@ type party struct {
 func (p *party) online(ctx context.Context, o client.Options) (reason string, err error) {
 	o.Transport = p.kind
 	o.Timeout = stepTimeout
+	if p.from != "" {
+		o.LocalAddr = p.from
+	}
 	reason = "dial"
 	if p.c, err = client.Dial(ctx, o); err == nil {
 		reason = "login"
@@ -95,8 +100,8 @@ func waitEvent(ctx context.Context, c *client.Client, want client.EventKind) err
 // dtcallCall runs one call: both parties online, ring, answer, media,
 // hang up.
 func (r *runner) dtcallCall(ctx context.Context, i int) (out callOutcome) {
-	caller := &party{acct: r.accts[2*i], kind: r.kinds(i, true)}
-	callee := &party{acct: r.accts[2*i+1], kind: r.kinds(i, false)}
+	caller := &party{acct: r.accts[2*i], kind: r.kinds(i, true), from: sourceFor(r.opts.Server, 2*i)}
+	callee := &party{acct: r.accts[2*i+1], kind: r.kinds(i, false), from: sourceFor(r.opts.Server, 2*i+1)}
 	defer func() {
 		for _, p := range []*party{caller, callee} {
 			if p.c != nil {
@@ -223,4 +228,17 @@ func (r *runner) talk(ctx context.Context, caller, callee *party, out callOutcom
 		}
 	}
 	return out
+}
+
+// sourceFor is the local address client i connects from: against a server
+// on IPv4 loopback, each client gets an address of its own in 127.2.0.0/16,
+// standing in for a phone of its own, so that the server's per-source
+// limits (connections, handshakes, login queue) see many hosts as in
+// production; otherwise "" (any).
+func sourceFor(server string, i int) string {
+	ip := net.ParseIP(server)
+	if ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+		return ""
+	}
+	return net.IPv4(127, 2, byte(i>>8), byte(i)).String()
 }

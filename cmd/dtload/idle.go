@@ -145,7 +145,7 @@ func runIdle(ctx context.Context, ic idleConfig) (*idleReport, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		parties[i] = &party{acct: ic.run.accts[i], kind: ic.kind}
+		parties[i] = &party{acct: ic.run.accts[i], kind: ic.kind, from: sourceFor(ic.run.server, i)}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			reasons[i], errs[i] = parties[i].online(ctx, r.opts)

@@ -43,11 +43,6 @@ var (
 		// (mediaStream.WriteMedia), which knows neither the channel's write
 		// deadline nor its Close. Issue 10 bounds datagram writes by
 		// MediaWriteTimeout; drop these once that lands.
-		Known: map[string]string{
-			"PastWriteDeadline":  "datagram WriteMedia ignores the write deadline: SendDatagram has none",
-			"CloseUnblocksWrite": "with the receiver stalled, SendDatagram blocks in quic-go's 32-datagram queue and only the connection's end releases it; mediaStream.Close ends the anchor stream only",
-			"AfterClose":         "datagram WriteMedia after Close still sends: Close ends the anchor stream, not the connection, and WriteMedia checks neither",
-		},
 	}
 )
 

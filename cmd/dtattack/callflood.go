@@ -249,24 +249,8 @@ func (c *callFloodConfig) dialVictim(ctx context.Context, user, password string)
 	if c.transport == "quic" {
 		o.Transport = client.QUIC
 	}
-	if strings.HasPrefix(c.pin, "sha256:") {
-		o.PinSHA256 = c.pin
-	} else {
-		o.PinFile = c.pin
-	}
-	v, err := client.Dial(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	if err := v.Login(ctx, user, password); err != nil {
-		v.Close()
-		return nil, err
-	}
-	if err := v.RegisterMedia(ctx); err != nil {
-		v.Close()
-		return nil, err
-	}
-	return v, nil
+	pinOption(&o, c.pin)
+	return online(ctx, o, user, password)
 }
 
 // floodLink is the attacker's raw command channel: one command per message,

@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -388,29 +387,12 @@ func orUnknown(n int64, unit string) string {
 func (g *garbageRun) reading() reading {
 	r := reading{goroutines: -1, rssKB: -1}
 	if g.f.pid > 0 {
-		r.rssKB = procRSS(g.f.pid)
+		r.rssKB = readVmRSS(g.f.pid)
 	}
 	if g.f.metrics != "" {
 		r.goroutines = scrapeGauge("http://"+g.f.metrics+"/metrics", "go_goroutines")
 	}
 	return r
-}
-
-// procRSS reads VmRSS of pid in KiB, -1 if it cannot.
-func procRSS(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return n
-		}
-	}
-	return -1
 }
 
 // scrapeGauge reads one unlabelled gauge from a Prometheus text page.
@@ -463,29 +445,13 @@ func (r talkResult) String() string {
 func talkOptions(f garbageFlags, tr client.Transport) client.Options {
 	o := client.Options{Server: f.server, CommandPort: f.commandPort, MediaPort: f.mediaPort, QUICPort: f.quicPort,
 		Transport: tr, Keepalive: -1, LocalAddr: "127.0.0.1"}
-	if client.IsFingerprint(f.pin) {
-		o.PinSHA256 = f.pin
-	} else {
-		o.PinFile = f.pin
-	}
+	pinOption(&o, f.pin)
 	return o
 }
 
 func startTalk(ctx context.Context, f garbageFlags) (*talk, error) {
 	online := func(tr client.Transport, user, pw string) (*client.Client, error) {
-		c, err := client.Dial(ctx, talkOptions(f, tr))
-		if err != nil {
-			return nil, err
-		}
-		if err := c.Login(ctx, user, pw); err != nil {
-			c.Close()
-			return nil, err
-		}
-		if err := c.RegisterMedia(ctx); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
+		return online(ctx, talkOptions(f, tr), user, pw)
 	}
 	a, err := online(client.TCP, f.userA, f.passA)
 	if err != nil {

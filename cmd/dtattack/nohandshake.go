@@ -199,15 +199,6 @@ func (m *noHandshake) report(stdout io.Writer, logins []timing, lives *lifetimes
 		len(late), durationSpread(late), open, m.hold)
 }
 
-// pinOption sets o's pin from a --pin value: a fingerprint or a PEM file.
-func pinOption(o *client.Options, pin string) {
-	if strings.HasPrefix(pin, "sha256:") || strings.HasPrefix(pin, "spki:") || strings.HasPrefix(pin, "sha256/") {
-		o.PinSHA256 = pin
-		return
-	}
-	o.PinFile = pin
-}
-
 // legacyTarget is a dtoperator's legacy ports on a loopback address.
 type legacyTarget struct {
 	server         string

@@ -327,10 +327,10 @@ func (c *commandConn) login(ctx context.Context, cmd wire.Command) {
 		s.unlock()
 		return
 	}
+	s.metrics.loginsOK.Add(1) // before the reply is queued: a client that has it sees it counted
+	s.metrics.login(LoginOK)
 	c.sess = s.startSessionLocked(c, cmd.Arg)
 	s.unlock()
-	s.metrics.loginsOK.Add(1)
-	s.metrics.login(LoginOK)
 	c.sess.log.Info("logged in", "tag", "login", "dir", "inbound")
 	c.gate.setReadDeadline(s.idleDeadline(c.conn))
 }

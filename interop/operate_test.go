@@ -462,14 +462,25 @@ var families = func() []family {
 		one("dtcall_login_check_seconds", histogram, ""),
 		one("dtcall_login_checks_waiting", gauge, ""),
 		one("dtcall_media_bytes_total", counter, "direction", "in", "out"),
-		one("dtcall_media_dropped_total", counter, "reason", "queue_head", "queue_tail", "peer_gone", "write_error", "quic_receive_queue"),
+		one("dtcall_media_dropped_total", counter, "reason", "queue_head", "queue_tail", "peer_gone", "write_error", "gone", "quic_receive_queue"),
 		one("dtcall_reloads_total", counter, "result", "ok", "error"),
 		one("dtcall_draining", gauge, ""),
 		one("dtcall_slow_consumers_total", counter, ""),
 		one("dtcall_unresponsive_total", counter, ""),
 		one("dtcall_write_failures_total", counter, ""),
 		one("dtcall_media_queue_delay_max_seconds", gauge, ""),
+		one("dtcall_commands_rate_limited_total", counter, ""),
+		one("dtcall_flood_disconnects_total", counter, ""),
+		one("dtcall_calls_crowded_total", counter, ""),
+		one("dtcall_handshakes_in_progress", gauge, "front", "tcp"),
+		one("dtcall_autoban_active", gauge, ""),
+		one("dtcall_autoban_bans_total", counter, ""),
 	}
+	refused := family{name: "dtcall_connections_refused_total", typ: counter, labels: []string{"front", "reason"}}
+	for _, r := range []string{"banned", "per_source", "evicted"} {
+		refused.values = append(refused.values, []string{"tcp", r})
+	}
+	fs = append(fs, refused)
 	hs := family{name: "dtcall_handshakes_total", typ: counter, labels: []string{"front", "engine", "result"}}
 	for _, fe := range [][2]string{{"tcp", "crypto/tls"}, {"tcp", "openssl"}, {"quic", "quic"}} {
 		for _, r := range []string{"ok", "failed", "timeout"} {

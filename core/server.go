@@ -126,10 +126,10 @@ func (c *Config) setDefaults() {
 		c.ReplyQueue = 64
 	}
 	if c.CommandBurst <= 0 {
-		c.CommandBurst = 40
+		c.CommandBurst = 200
 	}
 	if c.CommandRate <= 0 {
-		c.CommandRate = 10
+		c.CommandRate = 50
 	}
 	if c.Directory == nil {
 		c.Directory = NewMemoryDirectory()

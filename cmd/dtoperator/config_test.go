@@ -181,7 +181,7 @@ func TestLoadConfigExamples(t *testing.T) {
 				Ciphers: "DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", Users: f,
 				Logs: "/var/log/dtoperator", Data: "/var/lib/dtoperator", Window: 5 * time.Minute,
 				Drain: 15 * time.Minute, KeepAlive: 15 * time.Second, Idle: time.Minute,
-				CommandBurst: 40, CommandRate: 10, TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: path,
+				CommandBurst: 200, CommandRate: 50, TLSHandshakesPerSource: 8, TLSHandshakesMax: 1024, QUICMaxConnsPerSource: 16, QUICMaxConns: 20000, File: path,
 				AutobanAttempts: 10, AutobanWindow: 2 * time.Minute, AutobanTime: 5 * time.Minute,
 				LoginQueue: 256, LoginQueuePerSource: 4, LoginWait: 10 * time.Second}
 			if c != want {

@@ -80,10 +80,10 @@ var settings = []setting{
 		func(c *Config) *time.Duration { return &c.KeepAlive }),
 	durationSetting("idle", "QUIC idle timeout: close a connection silent this long (default 60s)",
 		func(c *Config) *time.Duration { return &c.Idle }),
-	countSetting("command_burst", 1, "commands a connection may send at once before the rate limit applies (default 40)",
+	countSetting("command_burst", 1, "commands a connection may send at once before the rate limit applies (default 200)",
 		func(c *Config) *int { return &c.CommandBurst }),
 	countSetting("command_rate", 1, "commands a second a connection may send after its burst; over it a command is "+
-		"refused, and a sustained flood closes the connection (default 10)",
+		"refused, and a sustained flood closes the connection (default 50)",
 		func(c *Config) *int { return &c.CommandRate }),
 	countSetting("tls_handshakes_per_source", 1, "legacy ports: connections from one address (IPv6: one /64) "+
 		"still shaking hands; one more is closed at once (default 8)",

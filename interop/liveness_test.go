@@ -194,31 +194,7 @@ func nextEvent(c *client.Client, d time.Duration) (client.Event, error) {
 // (android2017) as the peer, in agent mode in a JVM of its own.
 func killedWithJavaPeer(t *testing.T, srv *server, cert, java, classes string, d *proc, victim, peer account) time.Duration {
 	t.Helper()
-	h, err := startJavaHost(&matrixEnv{srv: srv, certFile: cert, java: java, classes: classes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if why := h.stop(); why != "" {
-			t.Errorf("java agent host: %s", why)
-		}
-	}()
-	ag, err := h.newAgent("android2017")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ag.close()
-	do := func(cmd, want string) string {
-		t.Helper()
-		got, err := ag.do(cmd)
-		if err != nil {
-			t.Fatalf("java %s %q: %v", peer.name, cmd, err)
-		}
-		if want != "*" && got != want {
-			t.Fatalf("java %s %q: got %q, want %q", peer.name, cmd, got, want)
-		}
-		return got
-	}
+	ag, do := androidAgent(t, srv, cert, java, classes, peer.name)
 	sid := do("login "+peer.name+" "+peer.password, "*")
 	do("call "+victim.name, "available")
 	do("expect call|start|"+victim.name+" 10000", "")
@@ -226,7 +202,7 @@ func killedWithJavaPeer(t *testing.T, srv *server, cert, java, classes string, d
 	do(fmt.Sprintf("media-send %s 25", victim.name), "") // dtcall's file flows the other way
 
 	killed := killDtcall(t, d)
-	_, err = ag.do(fmt.Sprintf("expect call|drop|%s %d", sid, time.Until(killed.Add(failBound)).Milliseconds()))
+	_, err := ag.do(fmt.Sprintf("expect call|drop|%s %d", sid, time.Until(killed.Add(failBound)).Milliseconds()))
 	took := time.Since(killed)
 	if err != nil {
 		if strings.Contains(err.Error(), "no \"call|drop|") && strings.Contains(err.Error(), " within ") {
@@ -315,4 +291,37 @@ func TestKilledServerDropsDtcall(t *testing.T) {
 			mu.Unlock()
 		})
 	}
+}
+
+// androidAgent starts a Java agent host against srv with one android2017
+// agent, stopped at the end of t, and returns it with do: run cmd on it
+// and check the result is want ("*" for any), failing t otherwise.
+func androidAgent(t *testing.T, srv *server, cert, java, classes, who string) (agent, func(cmd, want string) string) {
+	t.Helper()
+	h, err := startJavaHost(&matrixEnv{srv: srv, certFile: cert, java: java, classes: classes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if why := h.stop(); why != "" {
+			t.Errorf("java agent host: %s", why)
+		}
+	})
+	ag, err := h.newAgent("android2017")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ag.close)
+	do := func(cmd, want string) string {
+		t.Helper()
+		got, err := ag.do(cmd)
+		if err != nil {
+			t.Fatalf("java %s %q: %v", who, cmd, err)
+		}
+		if want != "*" && got != want {
+			t.Fatalf("java %s %q: got %q, want %q", who, cmd, got, want)
+		}
+		return got
+	}
+	return ag, do
 }

@@ -36,31 +36,7 @@ func TestJavaToDatagramTwoMinuteCall(t *testing.T) {
 	srv := r.server(t)
 	jv, gv := r.acct("lj"), r.acct("lg")
 
-	h, err := startJavaHost(&matrixEnv{srv: srv, certFile: r.cert, java: jdk.java, classes: classes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if why := h.stop(); why != "" {
-			t.Errorf("java agent host: %s", why)
-		}
-	}()
-	ag, err := h.newAgent("android2017")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ag.close()
-	java := func(cmd, want string) string {
-		t.Helper()
-		got, err := ag.do(cmd)
-		if err != nil {
-			t.Fatalf("java %s %q: %v", jv.name, cmd, err)
-		}
-		if want != "*" && got != want {
-			t.Fatalf("java %s %q: got %q, want %q", jv.name, cmd, got, want)
-		}
-		return got
-	}
+	ag, java := androidAgent(t, srv, r.cert, jdk.java, classes, jv.name)
 
 	ctx, cancel := context.WithTimeout(context.Background(), longCallTime+3*time.Minute)
 	defer cancel()
@@ -104,7 +80,8 @@ func TestJavaToDatagramTwoMinuteCall(t *testing.T) {
 	}
 	javaDone := make(chan javaResult, 1)
 	go func() { // waited for below on every path
-		got, err := h.sendWithin(fmt.Sprintf("%s media-talk %s %d", ag.(*javaAgent).id, gv.name, longCallFrames),
+		ja := ag.(*javaAgent)
+		got, err := ja.h.sendWithin(fmt.Sprintf("%s media-talk %s %d", ja.id, gv.name, longCallFrames),
 			longCallTime+time.Minute)
 		javaDone <- javaResult{got, err}
 	}()

@@ -13,13 +13,24 @@ import (
 )
 
 // commandConn is one client's command channel: a read loop that runs the
-// commands and a write loop that sends the replies queued for it.
+// commands and a write loop that sends the replies queued for it. The
+// write loop runs only while there is something to write or a call to
+// probe: an idle client, logged in or not, costs one goroutine (its
+// reader), not two.
 type commandConn struct {
 	srv  *Server
 	conn transport.Conn
 	gate *gate // conn's closed mark; only ServeCommand closes conn
 	log  *slog.Logger
 	out  chan []byte // replies, written in order by writeLoop
+
+	// writer guards the start and the end of writeLoop, so that one runs
+	// at a time and none starts once ServeCommand waits for the last one.
+	// Never held during I/O: taken with Server.mu held (send, setInCall).
+	writer  sync.Mutex
+	writing bool           // a writeLoop runs
+	stopped bool           // ServeCommand is ending: no writeLoop starts
+	writers sync.WaitGroup // the running writeLoop; ServeCommand waits
 
 	finishOnce sync.Once
 	finishing  atomic.Bool // closing once the queue is out; see finish
@@ -59,8 +70,6 @@ func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
 	stop := context.AfterFunc(ctx, cc.markClosed)
 	defer stop()
 
-	var wg sync.WaitGroup
-	wg.Go(cc.writeLoop)
 	err := cc.readLoop(ctx)
 	cc.markClosed()
 	if cc.slow.Load() {
@@ -68,7 +77,34 @@ func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
 	}
 	cc.ended(err) // first: the other party of a call hears at once, however long Close takes
 	c.Close()     // also ends a write that ignores deadlines
-	wg.Wait()
+	cc.writer.Lock()
+	cc.stopped = true
+	cc.writer.Unlock()
+	cc.writers.Wait()
+}
+
+// wake starts writeLoop unless one runs (or the connection is ending). It
+// never blocks: safe with Server.mu held.
+func (c *commandConn) wake() {
+	c.writer.Lock()
+	defer c.writer.Unlock()
+	if c.writing || c.stopped {
+		return
+	}
+	c.writing = true
+	c.writers.Go(c.writeLoop)
+}
+
+// idle ends writeLoop if nothing is queued and no call needs probes; it
+// reports whether it did. A send or setInCall after it starts a new one.
+func (c *commandConn) idle() bool {
+	c.writer.Lock()
+	defer c.writer.Unlock()
+	if len(c.out) > 0 || c.inCall.Load() {
+		return false
+	}
+	c.writing = false
+	return true
 }
 
 // markClosed marks the connection closed; both loops then end and
@@ -84,6 +120,7 @@ func (c *commandConn) finish() {
 		c.finishing.Store(true)
 		select {
 		case c.out <- nil: // writeLoop closes when it gets here
+			c.wake()
 		default:
 			c.markClosed()
 		}
@@ -95,6 +132,7 @@ func (c *commandConn) finish() {
 func (c *commandConn) send(msg []byte) {
 	select {
 	case c.out <- msg:
+		c.wake()
 	default:
 		if !c.slow.Swap(true) {
 			c.srv.metrics.slowConsumers.Add(1)
@@ -120,11 +158,13 @@ func (c *commandConn) setInCall(on bool) {
 	case c.callChanged <- struct{}{}:
 	default: // a wake-up is pending; it reads the new state
 	}
+	c.wake()
 }
 
 // writeLoop writes queued replies, one message per write, each within the
 // write timeout. During a call it also probes a Prober every
-// transport.ProbeInterval; idle, it wakes only for replies.
+// transport.ProbeInterval. It ends when the queue is empty outside a call
+// (wake starts it again) or when the connection is marked closed.
 func (c *commandConn) writeLoop() {
 	var probes *time.Ticker
 	var tick <-chan time.Time
@@ -134,6 +174,9 @@ func (c *commandConn) writeLoop() {
 		}
 	}()
 	for {
+		if probes == nil && len(c.callChanged) == 0 && len(c.out) == 0 && c.idle() {
+			return
+		}
 		select {
 		case msg := <-c.out:
 			if msg == nil { // finish

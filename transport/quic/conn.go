@@ -35,15 +35,15 @@ func (s *Server) serveConn(qc *quicgo.Conn) {
 	if c.st == nil { // not from our listener's connContext
 		c.st = &connState{}
 	}
+	// Until the command stream's session runs (it ends with the server and
+	// then closes qc), the server's close must close qc itself.
 	stop := context.AfterFunc(s.ctx, func() { qc.CloseWithError(codeShuttingDown, "server shutting down") })
-	defer stop()
-	log := s.log.With("peer", remoteAddr(qc).Addr().String(), "tag", "quic")
-
 	actx, cancel := context.WithTimeout(qc.Context(), s.handshake)
 	st, err := qc.AcceptStream(actx)
 	cancel()
+	stop()
 	if err != nil {
-		log.Info("no command stream", "dir", "error", "err", err)
+		s.log.Info("no command stream", "peer", remoteAddr(qc).Addr().String(), "tag", "quic", "dir", "error", "err", err)
 		qc.CloseWithError(codeNoCommand, "no command stream")
 		return
 	}

@@ -13,7 +13,7 @@ import (
 
 // lines splits input with readLine, as the server reads a stream.
 func lines(r io.Reader) ([]string, error) {
-	br := bufio.NewReaderSize(r, 2*maxLine)
+	br := bufio.NewReaderSize(r, commandBuffer)
 	var out []string
 	for range 100000 { // bounded: each pass consumes input
 		l, err := readLine(br)

@@ -28,8 +28,17 @@ type lineStream struct {
 // maxLine bounds one line: a command is at most wire.MaxCommand bytes.
 const maxLine = wire.MaxCommand + 1
 
-func newLineStream(c *client, st *quicgo.Stream) lineStream {
-	return lineStream{c: c, st: st, br: bufio.NewReaderSize(st, 2*maxLine)}
+// Read buffer sizes. A command stream holds one line at a time, so
+// readLine's minimum will do (an idle client costs its buffer for as long
+// as it is connected); a media stream reads what arrived in chunks as
+// large as the buffer, so it gets more.
+const (
+	commandBuffer = maxLine + 1
+	mediaBuffer   = 2 * maxLine
+)
+
+func newLineStream(c *client, st *quicgo.Stream, size int) lineStream {
+	return lineStream{c: c, st: st, br: bufio.NewReaderSize(st, size)}
 }
 
 // ReadMessage returns the next line without its "\n" (see readLine).
@@ -38,7 +47,7 @@ func (l *lineStream) ReadMessage() ([]byte, error) { return readLine(l.br) }
 // readLine returns the next line of br without its "\n". A line longer
 // than a command is returned cut to maxLine+1 bytes (so the parser refuses
 // it) and the rest of it is skipped. A last line without "\n" is not a
-// message. br must have room for 2*maxLine bytes.
+// message. br must have room for maxLine+1 bytes.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	switch {
@@ -94,7 +103,7 @@ var (
 )
 
 func newCommandStream(c *client, st *quicgo.Stream) *commandStream {
-	return &commandStream{lineStream: newLineStream(c, st)}
+	return &commandStream{lineStream: newLineStream(c, st, commandBuffer)}
 }
 
 // WriteMessage writes a reply as one line. A login's success reply marks
@@ -207,7 +216,7 @@ const dgramQueue = 64
 const outboxLen = 8
 
 func newMediaStream(c *client, st *quicgo.Stream) *mediaStream {
-	return &mediaStream{lineStream: newLineStream(c, st), maxDgram: 1200, rdl: newDeadline(),
+	return &mediaStream{lineStream: newLineStream(c, st, mediaBuffer), maxDgram: 1200, rdl: newDeadline(),
 		wdl: newDeadline(), closed: make(chan struct{})}
 }
 

@@ -7,17 +7,19 @@ import (
 )
 
 // Directory records who is online and where. The in-memory one serves a
-// single node; a clustered one (several nodes sharing presence) can replace
+// single node; a clustered one (several nodes sharing presence) replaces
 // it without the fronts noticing. The core calls it with its lock held, so an
 // implementation must answer from local state and never wait on a network.
 type Directory interface {
 	// Register records that user is online with session id on this node and
-	// returns the session it replaces, if any.
+	// returns the session of this node it replaces, if any. (A session of
+	// the user on another node is ended by that node: a clustered
+	// directory tells it, and it calls Server.Superseded.)
 	Register(user string, id wire.SessionID) (replaced wire.SessionID, ok bool)
 	// Unregister forgets user if the record still names session id.
 	Unregister(user string, id wire.SessionID)
-	// Lookup returns the session under which user is online.
-	Lookup(user string) (id wire.SessionID, ok bool)
+	// Lookup returns where user is online.
+	Lookup(user string) (Location, bool)
 }
 
 // MemoryDirectory is the single-node Directory. It is safe for concurrent use.
@@ -47,9 +49,9 @@ func (d *MemoryDirectory) Unregister(user string, id wire.SessionID) {
 	}
 }
 
-func (d *MemoryDirectory) Lookup(user string) (wire.SessionID, bool) {
+func (d *MemoryDirectory) Lookup(user string) (Location, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	id, ok := d.online[user]
-	return id, ok
+	return Location{Session: id}, ok
 }

@@ -89,11 +89,11 @@ func (s *Server) placeCallLocked(caller *Session, callee string) string {
 
 // onlineLocked returns the live session of user on this node, or nil.
 func (s *Server) onlineLocked(user string) *Session {
-	id, ok := s.cfg.Directory.Lookup(user)
+	loc, ok := s.cfg.Directory.Lookup(user)
 	if !ok {
 		return nil
 	}
-	return s.sessions[id]
+	return s.sessions[loc.Session]
 }
 
 // ringingFor returns sess's unanswered call if the other party is named peer

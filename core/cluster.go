@@ -1,0 +1,86 @@
+package core
+
+import (
+	"github.com/dtcall/dtcall/wire"
+)
+
+// A cluster is several cores (nodes) that share presence through their
+// Directory and reach one another through Peers. docs/CLUSTER.md has the
+// design; in short: a session lives on the node its command connection
+// reached (its home). A call between sessions on two nodes exists on both,
+// each node holding its own party and a stand-in for the other (a remote
+// party); the nodes keep the two halves in step with Signals, sent in
+// order per pair of nodes, and media frames travel between them through
+// the same drop-oldest queues as local media.
+
+// Location is where a user is online: a node and the session there.
+type Location struct {
+	// Node is the node's id; "" means this node (so does Peers.Node()).
+	Node    string
+	Session wire.SessionID
+}
+
+// Peers carries a core's signals and media to the other nodes of its
+// cluster. Config.Peers nil means a single node. The core calls Signal
+// and Media with no lock held; they must not wait for the network for
+// long (queue and return).
+type Peers interface {
+	// Node is this process's node id, unique in the cluster.
+	Node() string
+	// Signal sends sig to the core of node (its HandleSignal). Signals to
+	// one node arrive in the order they were sent, or not at all: a node
+	// that cannot be reached is reported lost (NodeLost).
+	Signal(node string, sig Signal)
+	// Media sends a media frame for the client of session to on node (its
+	// DeliverMedia). It may drop frames (a slow or unreachable node); it
+	// returns an error when the frame was not sent.
+	Media(node string, to wire.SessionID, frame []byte) error
+}
+
+// SignalKind says what a Signal carries.
+type SignalKind uint8
+
+// Signal kinds.
+const (
+	// SigRing asks the callee's node to ring ToUser for FromUser (session
+	// From on the sender): the callee's node answers SigRingResult.
+	SigRing SignalKind = iota + 1
+	// SigRingResult answers a ring: Notice is wire.SubAvailable (the callee
+	// rings), wire.SubBusy or wire.SubNotAvailable.
+	SigRingResult
+	// SigNotice tells the node of session To what its remote party did to
+	// the call: Notice is the notice the local party gets, as
+	// "kind|sub" of PROTOCOL.md: call|start (answered), call|reject,
+	// ring|timeout, call|end (hung up, or left while it rang), call|drop
+	// (left an answered call). The receiving node applies it to its half
+	// of the call and tells its party.
+	SigNotice
+	numSignalKinds
+)
+
+var signalKindNames = [numSignalKinds]string{"", "ring", "ring_result", "notice"}
+
+func (k SignalKind) String() string {
+	if k >= numSignalKinds {
+		return "unknown"
+	}
+	return signalKindNames[k]
+}
+
+// Valid reports whether k is a known kind.
+func (k SignalKind) Valid() bool { return k > 0 && k < numSignalKinds }
+
+// Signal is one message between the two halves of a cross-node call.
+type Signal struct {
+	Kind SignalKind
+	// Call identifies the call on both nodes; the caller's node draws it.
+	Call uint64
+	// From and FromUser are the sender's party; To and ToUser the
+	// recipient's (To is 0 in a SigRing: the callee's node finds ToUser).
+	From     wire.SessionID
+	FromUser string
+	To       wire.SessionID
+	ToUser   string
+	// Notice is the result of a ring or the notice of SigNotice.
+	Notice string
+}

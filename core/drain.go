@@ -90,12 +90,13 @@ func (s *Server) endCallsForShutdown() int {
 	n := 0
 	var done []*commandConn
 	for _, sess := range s.sessions {
-		if c := sess.call; c != nil && c.answered && c.caller == sess {
+		// Each call once: from its caller's side, or its callee's when the
+		// caller is on another node.
+		if c := sess.call; c != nil && c.answered && (c.caller == sess || c.caller.remote != nil) {
 			s.clearCallLocked(c)
 			s.metrics.ended(EndShutdown)
-			now := s.now()
 			for _, p := range []*Session{c.caller, c.callee} {
-				p.send(wire.Reply(now, wire.KindCall, wire.SubDrop, p.id.String()))
+				s.tellLocked(c, p, wire.KindCall, wire.SubDrop, p.id.String())
 			}
 			n++
 		}

@@ -140,6 +140,8 @@ type metrics struct {
 	logins          [numLoginResults]atomic.Int64
 	loginCheck      histogram
 	frontSessions   [numFronts]atomic.Int64 // logged-in sessions by front
+	remoteCalls     atomic.Int64            // answered calls with a party on another node
+	signals         atomic.Int64            // signals received from other nodes
 }
 
 // fronts are the fronts whose sessions are counted apart; a channel that
@@ -184,6 +186,8 @@ type Stats struct {
 	Logins          map[string]int64 // login commands by LoginResult
 	LoginCheck      Histogram        // time of each password check, seconds
 	FrontSessions   map[string]int64 // logged-in sessions now, by front
+	RemoteCalls     int64            // answered calls now with a party on another node
+	Signals         int64            // signals received from other nodes since start
 }
 
 // Stats returns a snapshot of the core's counters.
@@ -207,6 +211,8 @@ func (s *Server) Stats() Stats {
 		DirectWrites:    m.directWrites.Load(),
 		Drops:           make(map[string]int64, numDropReasons),
 		MaxQueueDelayNs: m.maxQueueDelayNs.Load(),
+		RemoteCalls:     m.remoteCalls.Load(),
+		Signals:         m.signals.Load(),
 	}
 	for r := range numDropReasons {
 		st.Drops[r.String()] = m.drops[r].Load()

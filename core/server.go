@@ -92,6 +92,9 @@ type Config struct {
 	CommandRate  int
 	// Directory records who is online where. Default: in memory, this node.
 	Directory Directory
+	// Peers reaches the other nodes of a cluster (see cluster.go); with it,
+	// Directory must be the cluster's. Default nil: a single node.
+	Peers Peers
 	// Bans is the autoban: a login from a source it refuses is answered
 	// invalid at once, without a password check, and failed logins are
 	// reported to it. Default: nobody is banned.
@@ -161,6 +164,16 @@ type Server struct {
 	calls    int                        // active (answered) calls
 	closing  bool                       // draining: no new logins or calls (see drain.go)
 	logq     []logLine                  // written by unlock
+	outbox   []outSignal                // sent by unlock, in order
+
+	// remoteCalls are the calls with a party on another node, by call id.
+	remoteCalls map[uint64]*call
+	// remoteIn maps a local session in a cross-node answered call to
+	// itself, for DeliverMedia, which must not take mu.
+	remoteIn sync.Map
+	// sendMu keeps the signals of successive critical sections in order:
+	// unlock takes it before it lets go of mu.
+	sendMu sync.Mutex
 }
 
 // tracked is an open connection's closed mark and, for a command channel,
@@ -186,9 +199,18 @@ func (s *Server) logLocked(log *slog.Logger, level slog.Level, msg string, args 
 // unlock releases mu, then writes the log lines queued under it, in order.
 // A slow log sink slows only the goroutine that unlocks, never the others.
 func (s *Server) unlock() {
-	q := s.logq
-	s.logq = nil
-	s.mu.Unlock()
+	q, out := s.logq, s.outbox
+	s.logq, s.outbox = nil, nil
+	if len(out) == 0 {
+		s.mu.Unlock()
+	} else {
+		s.sendMu.Lock()
+		s.mu.Unlock()
+		for _, o := range out {
+			s.cfg.Peers.Signal(o.node, o.sig)
+		}
+		s.sendMu.Unlock()
+	}
 	for _, l := range q {
 		l.log.Log(context.Background(), l.level, l.msg, l.args...)
 	}
@@ -206,8 +228,9 @@ func New(cfg Config, accounts Accounts, log *slog.Logger) *Server {
 		cfg:      cfg,
 		log:      log,
 		accounts: accounts,
-		sessions: make(map[wire.SessionID]*Session),
-		conns:    make(map[transport.Conn]tracked),
+		sessions:    make(map[wire.SessionID]*Session),
+		conns:       make(map[transport.Conn]tracked),
+		remoteCalls: make(map[uint64]*call),
 	}
 	s.SetWindow(cfg.Window)
 	return s

@@ -9,13 +9,18 @@ import (
 )
 
 // Session is one logged-in user: a command connection and, once registered,
-// a media endpoint.
+// a media endpoint. A remote party (remote != nil) stands for a session of
+// another node in a call with a session of this one: it has no command
+// connection, its notices travel as Signals and its media endpoint sends
+// frames to its node (see remote.go). Remote parties are not in
+// Server.sessions.
 type Session struct {
-	id    wire.SessionID
-	user  string
-	cmd   *commandConn
-	log   *slog.Logger
-	front int // index in fronts, for the per-front count
+	id     wire.SessionID
+	user   string
+	cmd    *commandConn // nil for a remote party
+	remote *remoteParty
+	log    *slog.Logger
+	front  int // index in fronts, for the per-front count
 
 	// Guarded by Server.mu.
 	call      *call
@@ -34,6 +39,14 @@ type Session struct {
 type call struct {
 	caller, callee *Session
 	answered       bool
+
+	// A call with a remote party (cross-node) has an id, the same on both
+	// nodes, and is in Server.remoteCalls. pending: the caller's node has
+	// sent the ring and waits for the callee's node to say whether it
+	// rings (the caller hears nothing meanwhile); pendingTimer gives up.
+	id           uint64
+	pending      bool
+	pendingTimer *time.Timer
 }
 
 // other returns the party of c that is not s.
@@ -44,12 +57,20 @@ func (c *call) other(s *Session) *Session {
 	return c.caller
 }
 
-// send queues msg for s's command connection.
+// send queues msg for s's command connection. s is a local session.
 func (s *Session) send(msg []byte) { s.cmd.send(msg) }
 
 // crowded reports whether s's reply queue is too full to take a notice
 // that another session causes; see commandConn.crowded.
 func (s *Session) crowded() bool { return s.cmd.crowded() }
+
+// setInCall tells s's command writer whether s is in an answered call
+// (for its probes); a remote party's node does that for it.
+func (s *Session) setInCall(on bool) {
+	if s.cmd != nil {
+		s.cmd.setInCall(on)
+	}
+}
 
 // startSessionLocked logs user in on c: a new session with a fresh id,
 // replacing (and disconnecting) any session the user already had, and the

@@ -65,9 +65,14 @@ func (s *Server) placeCallLocked(caller *Session, callee string) string {
 		caller.send(wire.Reply(now, wire.KindRing, wire.SubBusy, callee))
 		return ""
 	}
-	other := s.onlineLocked(callee)
+	loc, online := s.cfg.Directory.Lookup(callee)
+	if online && s.isRemote(loc) {
+		s.ringRemoteLocked(caller, callee, loc)
+		return ""
+	}
+	other := s.sessions[loc.Session]
 	switch {
-	case other == nil || other.media == nil:
+	case !online || other == nil || other.media == nil:
 		s.metrics.call(CallNotAvailable)
 		caller.send(wire.Reply(now, wire.KindRing, wire.SubNotAvailable, callee))
 	case other.call != nil:
@@ -87,13 +92,20 @@ func (s *Server) placeCallLocked(caller *Session, callee string) string {
 	return ""
 }
 
-// onlineLocked returns the live session of user on this node, or nil.
-func (s *Server) onlineLocked(user string) *Session {
-	loc, ok := s.cfg.Directory.Lookup(user)
-	if !ok {
-		return nil
+// tellLocked gives party p of c a notice that the other party caused:
+// queued to a local session, sent to a remote party's node (which applies
+// it to its half of the call, see HandleSignal).
+func (s *Server) tellLocked(c *call, p *Session, kind, sub, arg string) {
+	if p.remote == nil {
+		p.send(wire.Reply(s.now(), kind, sub, arg))
+		return
 	}
-	return s.sessions[loc.Session]
+	from := c.other(p)
+	s.signalLocked(p.remote.node, Signal{
+		Kind: SigNotice, Call: c.id,
+		From: from.id, FromUser: from.user, To: p.id, ToUser: p.user,
+		Notice: kind + "|" + sub,
+	})
 }
 
 // ringingFor returns sess's unanswered call if the other party is named peer
@@ -117,13 +129,9 @@ func (s *Server) acceptLocked(callee *Session, caller string) string {
 	s.calls++
 	s.metrics.activeCalls.Add(1)
 	s.metrics.callsStarted.Add(1)
-	c.caller.relayTo.Store(c.callee)
-	c.callee.relayTo.Store(c.caller)
-	c.caller.cmd.setInCall(true)
-	c.callee.cmd.setInCall(true)
-	now := s.now()
-	c.caller.send(wire.Reply(now, wire.KindCall, wire.SubStart, callee.user))
-	c.callee.send(wire.Reply(now, wire.KindCall, wire.SubStart, caller))
+	s.relayLocked(c)
+	s.tellLocked(c, c.caller, wire.KindCall, wire.SubStart, callee.user)
+	c.callee.send(wire.Reply(s.now(), wire.KindCall, wire.SubStart, caller))
 	s.logLocked(callee.log, slog.LevelInfo, "call started", "tag", "call", "dir", "inbound", "caller", caller)
 	return ""
 }
@@ -136,7 +144,7 @@ func (s *Server) rejectLocked(callee *Session, caller string) string {
 	}
 	s.clearCallLocked(c)
 	s.metrics.call(CallRejected)
-	c.caller.send(wire.Reply(s.now(), wire.KindCall, wire.SubReject, callee.user))
+	s.tellLocked(c, c.caller, wire.KindCall, wire.SubReject, callee.user)
 	return ""
 }
 
@@ -148,7 +156,7 @@ func (s *Server) giveUpLocked(caller *Session, callee string) string {
 	}
 	s.clearCallLocked(c)
 	s.metrics.call(CallTimeout)
-	c.callee.send(wire.Reply(s.now(), wire.KindRing, wire.SubTimeout, caller.user))
+	s.tellLocked(c, c.callee, wire.KindRing, wire.SubTimeout, caller.user)
 	return ""
 }
 
@@ -161,7 +169,7 @@ func (s *Server) hangUpLocked(sess *Session, other string) string {
 	}
 	s.clearCallLocked(c)
 	s.countEndLocked(c, EndHangup)
-	c.other(sess).send(wire.Reply(s.now(), wire.KindCall, wire.SubEnd, sess.user))
+	s.tellLocked(c, c.other(sess), wire.KindCall, wire.SubEnd, sess.user)
 	s.logLocked(sess.log, slog.LevelInfo, "call ended", "tag", "call", "dir", "inbound", "peer_user", other)
 	return ""
 }
@@ -174,11 +182,22 @@ func (s *Server) leaveCallLocked(sess *Session) {
 	s.clearCallLocked(c)
 	s.countEndLocked(c, EndDrop)
 	if c.answered {
-		other.send(wire.Reply(s.now(), wire.KindCall, wire.SubDrop, other.id.String()))
+		s.tellLocked(c, other, wire.KindCall, wire.SubDrop, other.id.String())
 	} else {
-		other.send(wire.Reply(s.now(), wire.KindCall, wire.SubEnd, sess.user))
+		s.tellLocked(c, other, wire.KindCall, wire.SubEnd, sess.user)
 	}
 	s.logLocked(other.log, slog.LevelInfo, "call partner left", "tag", "call", "dir", "system", "peer_user", sess.user, "answered", c.answered)
+}
+
+// relayLocked starts relaying the media of answered call c.
+func (s *Server) relayLocked(c *call) {
+	if c.id != 0 {
+		s.relayRemoteLocked(c)
+	}
+	c.caller.relayTo.Store(c.callee)
+	c.callee.relayTo.Store(c.caller)
+	c.caller.setInCall(true)
+	c.callee.setInCall(true)
 }
 
 // clearCallLocked returns both parties of c to idle and stops the relay.
@@ -187,10 +206,13 @@ func (s *Server) clearCallLocked(c *call) {
 	c.caller.relayTo.Store(nil)
 	c.callee.relayTo.Store(nil)
 	if c.answered {
-		c.caller.cmd.setInCall(false)
-		c.callee.cmd.setInCall(false)
+		c.caller.setInCall(false)
+		c.callee.setInCall(false)
 		s.calls--
 		s.metrics.activeCalls.Add(-1)
+	}
+	if c.id != 0 {
+		s.forgetRemoteLocked(c)
 	}
 }
 

@@ -225,9 +225,9 @@ var ErrClosed = errors.New("server shutting down")
 func New(cfg Config, accounts Accounts, log *slog.Logger) *Server {
 	cfg.setDefaults()
 	s := &Server{
-		cfg:      cfg,
-		log:      log,
-		accounts: accounts,
+		cfg:         cfg,
+		log:         log,
+		accounts:    accounts,
 		sessions:    make(map[wire.SessionID]*Session),
 		conns:       make(map[transport.Conn]tracked),
 		remoteCalls: make(map[uint64]*call),

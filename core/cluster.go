@@ -35,6 +35,17 @@ type Peers interface {
 	// DeliverMedia). It may drop frames (a slow or unreachable node); it
 	// returns an error when the frame was not sent.
 	Media(node string, to wire.SessionID, frame []byte) error
+	// MediaFrom sends a frame that the client of session from sent, to
+	// from's node (its RelayMedia): the client's media connection reached
+	// this node, its command connection node. Drops as Media.
+	MediaFrom(node string, from wire.SessionID, frame []byte) error
+}
+
+// SessionLocator is implemented by a clustered Directory: it finds the
+// node of a session id, for a legacy media connection that registers on
+// another node than its session's (no balancer affinity).
+type SessionLocator interface {
+	LocateSession(id wire.SessionID) (node string, ok bool)
 }
 
 // SignalKind says what a Signal carries.
@@ -55,10 +66,22 @@ const (
 	// (left an answered call). The receiving node applies it to its half
 	// of the call and tells its party.
 	SigNotice
+	// SigMediaBind asks the node of session To to bind a media connection
+	// that registered on the sender: Notice is the connection's source IP
+	// (the same-IP rule is checked by the session's node). The answer is
+	// SigMediaBound.
+	SigMediaBind
+	// SigMediaBound answers SigMediaBind: Notice "" (bound; FromUser is
+	// the session's user) or the refusal (transport.Refusal's text).
+	SigMediaBound
+	// SigMediaGone says a split media connection ended: from the node that
+	// holds the connection (it closed), or from the session's node (close
+	// it: the session ended or registered other media).
+	SigMediaGone
 	numSignalKinds
 )
 
-var signalKindNames = [numSignalKinds]string{"", "ring", "ring_result", "notice"}
+var signalKindNames = [numSignalKinds]string{"", "ring", "ring_result", "notice", "media_bind", "media_bound", "media_gone"}
 
 func (k SignalKind) String() string {
 	if k >= numSignalKinds {

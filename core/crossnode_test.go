@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dtcall/dtcall/transport"
 	"github.com/dtcall/dtcall/wire"
 )
 
@@ -93,6 +94,27 @@ func (n *testNode) Media(node string, to wire.SessionID, frame []byte) error {
 		dst.srv.DeliverMedia(to, bytes.Clone(frame))
 	}
 	return nil
+}
+
+func (n *testNode) MediaFrom(node string, from wire.SessionID, frame []byte) error {
+	n.bus.mu.Lock()
+	dst := n.bus.nodes[node]
+	n.bus.mu.Unlock()
+	if dst != nil {
+		dst.srv.RelayMedia(from, bytes.Clone(frame))
+	}
+	return nil
+}
+
+func (n *testNode) LocateSession(id wire.SessionID) (string, bool) {
+	n.bus.mu.Lock()
+	defer n.bus.mu.Unlock()
+	for _, loc := range n.bus.online {
+		if loc.Session == id {
+			return loc.Node, true
+		}
+	}
+	return "", false
 }
 
 // lose takes node out of the bus and tells the others, as the cluster
@@ -312,4 +334,83 @@ func TestCrossNodeDrainDeadline(t *testing.T) {
 	hs[1].srv.Shutdown(ctx)
 	b.expect("call|drop|" + b.sid)
 	a.expect("call|drop|" + a.sid)
+}
+
+// splitLogin logs user in on cmdNode from ip and registers its media on
+// mediaNode, as a legacy phone behind a balancer without affinity.
+func splitLogin(t *testing.T, cmdNode, mediaNode *harness, user, ip string) *client {
+	t.Helper()
+	c := cmdNode.connectConn(newFakeConn(ip), nil)
+	c.user = user
+	c.say("login", user, testAccounts[user])
+	c.sid = c.expect("resp|login|")[3]
+	m := newFakeConn(ip)
+	c.media = m
+	mediaNode.wg.Go(func() { mediaNode.srv.ServeMedia(context.Background(), m) })
+	m.put(ts() + "|" + c.sid)
+	waitFor(t, func() bool {
+		cmdNode.srv.mu.Lock()
+		defer cmdNode.srv.mu.Unlock()
+		s := cmdNode.srv.sessions[sidOf(c.sid)]
+		return s != nil && s.media != nil && s.media.split != ""
+	})
+	return c
+}
+
+func TestSplitMedia(t *testing.T) {
+	hs, _ := newCluster(t, 3, Config{MediaQueue: 64, MediaLossGrace: 10 * time.Millisecond})
+	// Alice's commands reach node 0, her media node 1; Bob is on node 2.
+	a := splitLogin(t, hs[0], hs[1], "alice", "192.0.2.7")
+	b := hs[2].login("bob")
+	answerAcross(a, b)
+	for i := range 20 {
+		a.media.put("a" + strconv.Itoa(i))
+		if got := readMedia(t, b); got != "a"+strconv.Itoa(i) {
+			t.Fatalf("bob got %q", got)
+		}
+		b.media.put("b" + strconv.Itoa(i))
+		if got := readMedia(t, a); got != "b"+strconv.Itoa(i) {
+			t.Fatalf("alice got %q", got)
+		}
+	}
+	// Her media connection dies: Bob is told, as for local media.
+	a.media.Close()
+	b.expect("call|drop|" + b.sid)
+
+	// Carol on node 0 with media on node 0 calls Dave whose media is split
+	// between node 1 (commands) and node 0 (media).
+	c := hs[0].login("carol")
+	d := splitLogin(t, hs[1], hs[0], "dave", "192.0.2.8")
+	answerAcross(c, d)
+	c.media.put("to dave")
+	if got := readMedia(t, d); got != "to dave" {
+		t.Fatalf("dave got %q", got)
+	}
+	// Dave logs out: his media connection on node 0 is closed.
+	d.cmd.Close()
+	c.expect("call|drop|" + c.sid)
+	waitFor(t, d.media.isClosed)
+}
+
+func TestSplitMediaSameIPRule(t *testing.T) {
+	hs, _ := newCluster(t, 2, Config{})
+	a := hs[0].connectConn(newFakeConn("192.0.2.7"), nil)
+	a.user = "alice"
+	a.say("login", "alice", "a")
+	a.sid = a.expect("resp|login|")[3]
+	m := newFakeConn("192.0.2.99") // another address
+	hs[1].wg.Go(func() { hs[1].srv.ServeMedia(context.Background(), m) })
+	m.put(ts() + "|" + a.sid)
+	waitFor(t, m.isClosed)
+	if got := transport.Refusal(m.refused.Load()); got != transport.RefuseOrigin {
+		t.Fatalf("refusal %v, want %v", got, transport.RefuseOrigin)
+	}
+	// An unknown session is refused as on one node.
+	u := newFakeConn("192.0.2.7")
+	hs[1].wg.Go(func() { hs[1].srv.ServeMedia(context.Background(), u) })
+	u.put(ts() + "|12345")
+	waitFor(t, u.isClosed)
+	if got := transport.Refusal(u.refused.Load()); got != transport.RefuseSession {
+		t.Fatalf("refusal %v, want %v", got, transport.RefuseSession)
+	}
 }

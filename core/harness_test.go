@@ -203,7 +203,15 @@ func (c *fakeConn) WriteMedia(p []byte) error { return c.WriteMessage(p) }
 func (c *fakeConn) SetReadDeadline(t time.Time) error  { c.setDeadline(&c.rdl, t); return nil }
 func (c *fakeConn) SetWriteDeadline(t time.Time) error { c.setDeadline(&c.wdl, t); return nil }
 func (c *fakeConn) RemoteAddr() netip.AddrPort         { return netip.MustParseAddrPort("192.0.2.1:1") }
-func (c *fakeConn) Origin() any                        { return c.origin }
+
+// Origin is the origin as an IP address if it is one (as the legacy front
+// has it), else the name.
+func (c *fakeConn) Origin() any {
+	if a, err := netip.ParseAddr(c.origin); err == nil {
+		return a
+	}
+	return c.origin
+}
 func (c *fakeConn) EnableDatagrams() error {
 	if !c.dgram {
 		return errors.New("no datagrams")

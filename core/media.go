@@ -39,6 +39,10 @@ type mediaEndpoint struct {
 	writeDeadline time.Time // guarded by wmu
 
 	writeErr atomic.Pointer[error] // the failed write that closed ep, logged by ServeMedia
+
+	// split is the node that holds the client's connection when it is not
+	// this one (conn is then a peerMedia; see split.go), else "".
+	split string
 }
 
 // ServeMedia serves one media connection: it waits for the registration,
@@ -93,8 +97,16 @@ func (s *Server) register(c transport.MediaConn, g *gate, log *slog.Logger) (*me
 	if err != nil {
 		return nil, err
 	}
-	return s.bind(c, g, reg, log)
+	ep, err := s.bind(c, g, reg, log)
+	if errors.Is(err, errElsewhere) {
+		return s.bindElsewhere(c, g, reg)
+	}
+	return ep, err
 }
+
+// errElsewhere says a registration names no session of this node, in a
+// cluster: it may be another node's.
+var errElsewhere = errors.New("session of no local user")
 
 // readRegistration reads the registration message (skipping keepalives)
 // within LoginTimeout and parses it.
@@ -133,6 +145,8 @@ func (s *Server) bind(c transport.MediaConn, g *gate, reg wire.Registration, log
 	switch {
 	case g.closed():
 		return nil, ErrClosed
+	case sess == nil && s.cfg.Peers != nil:
+		return nil, errElsewhere
 	case sess == nil || sess.ended:
 		return nil, transport.RefuseSession
 	case sess.cmd.conn.Origin() != c.Origin():
@@ -160,7 +174,7 @@ func (s *Server) bind(c transport.MediaConn, g *gate, reg wire.Registration, log
 // replaces closed. A call in progress carries on over the new endpoint.
 func (s *Server) bindMediaLocked(sess *Session, ep *mediaEndpoint) {
 	if old := sess.media; old != nil {
-		old.gate.close()
+		s.closeMediaLocked(old)
 	}
 	sess.media = ep
 	sess.mediaNow.Store(ep)
@@ -182,6 +196,15 @@ func (s *Server) unbindMediaLocked(sess *Session) {
 func (s *Server) mediaEnded(ep *mediaEndpoint, err error) {
 	s.mu.Lock()
 	defer s.unlock()
+	if ep.sess.remote != nil {
+		s.shadowEndedLocked(ep.sess, ep)
+		return
+	}
+	s.mediaEndedLocked(ep, err)
+}
+
+// mediaEndedLocked is mediaEnded with Server.mu held.
+func (s *Server) mediaEndedLocked(ep *mediaEndpoint, err error) {
 	sess := ep.sess
 	if sess.media != ep {
 		return // replaced, or the session ended

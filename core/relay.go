@@ -34,18 +34,26 @@ func (ep *mediaEndpoint) readLoop() error {
 			return readError(ep.gate, err)
 		}
 		s.metrics.mediaBytesIn.Add(int64(len(msg)))
-		peer := ep.sess.relayTo.Load()
-		if peer == nil || ep.sess.mediaNow.Load() != ep {
-			continue // not in an answered call: discard
+		if ep.sess.mediaNow.Load() == ep {
+			s.relayFrom(ep.sess, msg)
 		}
-		dst := peer.mediaNow.Load()
-		if dst == nil {
-			s.metrics.drop(DropPeerGone)
-			continue
-		}
-		if !dst.writeDirect(msg) {
-			dst.enqueue(newChunk(msg))
-		}
+	}
+}
+
+// relayFrom hands what sess's client sent to its call partner, or discards
+// it while there is no answered call.
+func (s *Server) relayFrom(sess *Session, msg []byte) {
+	peer := sess.relayTo.Load()
+	if peer == nil {
+		return
+	}
+	dst := peer.mediaNow.Load()
+	if dst == nil {
+		s.metrics.drop(DropPeerGone)
+		return
+	}
+	if !dst.writeDirect(msg) {
+		dst.enqueue(newChunk(msg))
 	}
 }
 

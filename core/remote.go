@@ -123,26 +123,12 @@ func (s *Server) relayRemoteLocked(c *call) {
 	if local.remote != nil {
 		local, remote = remote, local
 	}
-	g := newGate(nil)
-	conn := &peerMedia{peers: s.cfg.Peers, node: remote.remote.node, to: remote.id, gate: g}
-	g.conn = conn
-	ep := &mediaEndpoint{
-		srv:      s,
-		sess:     remote,
-		conn:     conn,
-		gate:     g,
-		log:      remote.log,
-		datagram: true, // one frame per message: the receiver may be in datagram mode
-		queue:    make(chan *chunk, s.cfg.MediaQueue),
-	}
+	// One frame per message (datagram): the receiver may be in datagram mode.
+	ep := s.newPeerEndpoint(remote, &peerMedia{peers: s.cfg.Peers, node: remote.remote.node, to: remote.id}, true)
 	remote.media = ep
 	remote.mediaNow.Store(ep)
 	s.remoteIn.Store(local.id, local)
 	s.metrics.remoteCalls.Add(1)
-	go func() {
-		ep.writeLoop()
-		ep.discardQueued()
-	}()
 }
 
 // forgetRemoteLocked drops what this node kept for cross-node call c once
@@ -185,6 +171,14 @@ func (s *Server) HandleSignal(from string, sig Signal) {
 		if c := s.remoteCalls[sig.Call]; c != nil {
 			s.noticedLocked(c, sig)
 		}
+	case SigMediaBind:
+		s.mediaBindLocked(from, sig)
+	case SigMediaBound:
+		if p := s.binds[sig.To]; p != nil && p.home == from {
+			p.settleLocked(&sig)
+		}
+	case SigMediaGone:
+		s.mediaGoneLocked(from, sig)
 	}
 }
 
@@ -330,6 +324,7 @@ func (s *Server) NodeLost(node string) {
 		}
 		s.leaveCallLocked(p)
 	}
+	s.nodeLostSplitsLocked(node)
 	if len(gone) > 0 {
 		s.logLocked(s.log, slog.LevelWarn, "lost a node: ended its calls", "tag", "cluster", "dir", "system", "node", node, "calls", len(gone))
 	}
@@ -354,6 +349,7 @@ type peerMedia struct {
 	peers Peers
 	node  string
 	to    wire.SessionID
+	from  bool // frames from the client of session to, for its node (MediaFrom)
 	gate  *gate
 }
 
@@ -362,6 +358,9 @@ var errPeerMediaClosed = errors.New("remote party's media closed")
 func (m *peerMedia) WriteMedia(p []byte) error {
 	if m.gate.closed() {
 		return errPeerMediaClosed
+	}
+	if m.from {
+		return m.peers.MediaFrom(m.node, m.to, p)
 	}
 	return m.peers.Media(m.node, m.to, p)
 }

@@ -171,6 +171,13 @@ type Server struct {
 	// remoteIn maps a local session in a cross-node answered call to
 	// itself, for DeliverMedia, which must not take mu.
 	remoteIn sync.Map
+	// binds are the split media registrations of this node waiting for
+	// their session's node; shadows the split media connections it holds
+	// for sessions of other nodes; splitIn the local sessions whose media
+	// connection is on another node, for RelayMedia (see split.go).
+	binds   map[wire.SessionID]*pendingBind
+	shadows map[wire.SessionID]*Session
+	splitIn sync.Map
 	// sendMu keeps the signals of successive critical sections in order:
 	// unlock takes it before it lets go of mu.
 	sendMu sync.Mutex
@@ -231,6 +238,8 @@ func New(cfg Config, accounts Accounts, log *slog.Logger) *Server {
 		sessions:    make(map[wire.SessionID]*Session),
 		conns:       make(map[transport.Conn]tracked),
 		remoteCalls: make(map[uint64]*call),
+		binds:       make(map[wire.SessionID]*pendingBind),
+		shadows:     make(map[wire.SessionID]*Session),
 	}
 	s.SetWindow(cfg.Window)
 	return s

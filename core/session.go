@@ -114,7 +114,7 @@ func (s *Server) endSessionLocked(sess *Session) {
 	}
 	if ep := sess.media; ep != nil {
 		s.unbindMediaLocked(sess)
-		ep.gate.close()
+		s.closeMediaLocked(ep)
 	}
 	s.cfg.Directory.Unregister(sess.user, sess.id)
 	delete(s.sessions, sess.id)

@@ -101,9 +101,10 @@ type Node struct {
 	ops    *fifo[op]         // drained by workLoop
 
 	// Owned by workLoop (and by Close once workLoop has returned).
-	js      jetstream.JetStream
-	kv      jetstream.KeyValue
-	watcher jetstream.KeyWatcher
+	js          jetstream.JetStream
+	kv          jetstream.KeyValue
+	watcher     jetstream.KeyWatcher
+	watchCancel context.CancelFunc
 
 	stop chan struct{} // closed by Close
 	wg   sync.WaitGroup

@@ -225,12 +225,14 @@ func (n *Node) sync() {
 		return
 	}
 	n.stopWatcher()
-	w, err := kv.WatchAll(context.Background())
+	wctx, wcancel := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(wctx)
 	if err != nil {
+		wcancel()
 		n.failed("watch", err)
 		return
 	}
-	n.kv, n.watcher = kv, w
+	n.kv, n.watcher, n.watchCancel = kv, w, wcancel
 	n.mu.Lock()
 	n.watchGen++
 	gen := n.watchGen
@@ -249,7 +251,8 @@ func (n *Node) sync() {
 func (n *Node) stopWatcher() {
 	if n.watcher != nil {
 		n.watcher.Stop()
-		n.watcher = nil
+		n.watchCancel() // ends the goroutine jetstream keeps for the context
+		n.watcher, n.watchCancel = nil, nil
 	}
 }
 

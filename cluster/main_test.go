@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"io"
 	"slices"
 	"sync"
 	"testing"
@@ -177,4 +178,16 @@ func lookupGone(n testNode, user string) func() bool {
 		_, ok := n.Lookup(user)
 		return !ok
 	}
+}
+
+// syncWriter serializes writes to w (log lines come from several goroutines).
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -11,22 +11,25 @@ import (
 // time, in the order the connection changed state.
 
 func (n *Node) onConnect(nc *nats.Conn) {
-	n.log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
-	n.connectedAgain()
+	url := nc.ConnectedUrlRedacted()
+	n.log.Info("nats connected", "url", url)
+	n.connectedAgain(url)
 }
 
 func (n *Node) onReconnect(nc *nats.Conn) {
 	n.stats.reconnects.Add(1)
-	n.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
-	n.connectedAgain()
+	url := nc.ConnectedUrlRedacted()
+	n.log.Info("nats reconnected", "url", url)
+	n.connectedAgain(url)
 }
 
 // connectedAgain rebuilds presence: a sync binds the bucket, re-puts the
 // local entries and restarts the watcher. Nodes come back as they are heard.
-func (n *Node) connectedAgain() {
+func (n *Node) connectedAgain(url string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.connected = true
+	n.lastURL = url
 	if n.started && !n.closed {
 		n.queueSyncLocked()
 	}
@@ -44,8 +47,9 @@ func (n *Node) onDisconnect(nc *nats.Conn, err error) {
 	n.synced = false
 	n.upSince = time.Time{}
 	lost := n.loseAllLocked()
+	url := n.lastURL
 	n.mu.Unlock()
-	n.log.Warn("nats disconnected", "url", n.urls, "err", err, "nodes_lost", lost)
+	n.log.Warn("nats disconnected", "url", url, "err", err, "nodes_lost", lost)
 }
 
 // loseAllLocked reports every alive node lost and forgets all nodes: after

@@ -121,7 +121,8 @@ type Node struct {
 	entries         map[string]entry // the bucket as the watcher shows it, by user
 	nodes           map[string]*peer // other nodes heard from since the last (re)connect
 	lostAt          map[string]time.Time
-	logFails        bool // log the next failure of a bucket operation
+	logFails        bool   // log the next failure of a bucket operation
+	lastURL         string // the server last connected to (redacted), for logs
 
 	stats counters
 }
@@ -173,16 +174,17 @@ func New(cfg Config) (*Node, error) {
 		cfg.User, cfg.Password = user, pass
 	}
 	n := &Node{
-		id:      cfg.Name + "-" + randomHex(3),
-		cfg:     cfg,
-		urls:    urls,
-		events:  newFIFO[func(Core)](),
-		ops:     newFIFO[op](),
-		stop:    make(chan struct{}),
-		local:   make(map[string]*localEntry),
-		entries: make(map[string]entry),
-		nodes:   make(map[string]*peer),
-		lostAt:  make(map[string]time.Time),
+		id:       cfg.Name + "-" + randomHex(3),
+		cfg:      cfg,
+		urls:     urls,
+		events:   newFIFO[func(Core)](),
+		ops:      newFIFO[op](),
+		stop:     make(chan struct{}),
+		local:    make(map[string]*localEntry),
+		entries:  make(map[string]entry),
+		nodes:    make(map[string]*peer),
+		lostAt:   make(map[string]time.Time),
+		logFails: true,
 	}
 	n.log = cfg.Log.With("node", n.id)
 	n.hbSubj = hbPrefix + n.id

@@ -85,7 +85,7 @@ func (n *Node) onClosed(nc *nats.Conn) {
 func (n *Node) onAsyncError(nc *nats.Conn, sub *nats.Subscription, err error) {
 	if errors.Is(err, nats.ErrSlowConsumer) {
 		n.stats.slowConsumerEvents.Add(1)
-		if sub == n.medSub {
+		if sub == n.medSub || sub == n.fromSub {
 			return // counted per frame through sub.Dropped, not logged per burst
 		}
 	}

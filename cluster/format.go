@@ -31,6 +31,7 @@ const (
 	hbPrefix      = "dtcall.hb."
 	sigPrefix     = "dtcall.sig."
 	mediaPrefix   = "dtcall.media."
+	fromPrefix    = "dtcall.mfrom." // frames a client sent, for its session's node
 	byePayload    = "bye"
 	maxIDLen      = 64
 	maxNameLen    = maxIDLen - 7 // room for "-" and 6 hex digits

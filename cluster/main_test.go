@@ -25,6 +25,7 @@ type fakeCore struct {
 	sigFrom    []string
 	frames     [][]byte
 	frameTo    []wire.SessionID
+	relayed    []wire.SessionID // RelayMedia's sessions, with their frames in frames
 	superseded []wire.SessionID
 	lost       []string
 	lostAt     map[string]time.Time
@@ -51,6 +52,13 @@ func (c *fakeCore) DeliverMedia(to wire.SessionID, frame []byte) {
 	defer c.mu.Unlock()
 	c.frames = append(c.frames, frame)
 	c.frameTo = append(c.frameTo, to)
+}
+
+func (c *fakeCore) RelayMedia(from wire.SessionID, frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frames = append(c.frames, frame)
+	c.relayed = append(c.relayed, from)
 }
 
 func (c *fakeCore) Superseded(sid wire.SessionID) {

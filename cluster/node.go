@@ -38,9 +38,17 @@ import (
 type Core interface {
 	HandleSignal(from string, sig core.Signal)    // a signal from node `from`
 	DeliverMedia(to wire.SessionID, frame []byte) // a frame for local session `to`'s client
+	RelayMedia(from wire.SessionID, frame []byte) // a frame local session `from`'s client sent through another node
 	Superseded(sid wire.SessionID)                // local session sid's user logged in on another node: end it
 	NodeLost(node string)                         // node is gone (dead or unreachable): end calls with it
 }
+
+var (
+	_ core.Directory      = (*Node)(nil)
+	_ core.Peers          = (*Node)(nil)
+	_ core.SessionLocator = (*Node)(nil)
+	_ Core                = (*core.Server)(nil)
+)
 
 // Config configures a Node.
 type Config struct {
@@ -96,6 +104,11 @@ type Node struct {
 	hbSub  *nats.Subscription
 	medSub *nats.Subscription
 	medPfx string // dtcall.media.<id>.
+	// fromSub receives the frames that clients of this node's sessions
+	// sent through media connections held by other nodes (split legacy
+	// connections, see core/split.go).
+	fromSub *nats.Subscription
+	fromPfx string // dtcall.mfrom.<id>.
 
 	events *fifo[func(Core)] // drained by dispatchLoop
 	ops    *fifo[op]         // drained by workLoop
@@ -189,6 +202,7 @@ func New(cfg Config) (*Node, error) {
 	n.log = cfg.Log.With("node", n.id)
 	n.hbSubj = hbPrefix + n.id
 	n.medPfx = mediaPrefix + n.id + "."
+	n.fromPfx = fromPrefix + n.id + "."
 	n.nc, err = nats.Connect(urls, n.natsOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect to %s: %w", urls, err)
@@ -326,6 +340,10 @@ func (n *Node) Start(c Core) error {
 		return fmt.Errorf("cluster: subscribe media: %w", err)
 	}
 	n.medSub.SetPendingLimits(mediaPendMsgs, mediaPendSize)
+	if n.fromSub, err = n.nc.Subscribe(n.fromPfx+"*", n.onMediaFrom); err != nil {
+		return fmt.Errorf("cluster: subscribe media: %w", err)
+	}
+	n.fromSub.SetPendingLimits(mediaPendMsgs, mediaPendSize)
 	n.started = true
 	n.connected = n.nc.IsConnected()
 	if n.connected {

@@ -77,9 +77,20 @@ func (n *Node) onSignal(m *nats.Msg) {
 // block; it returns ErrNoConnection or ErrNodeLost when the frame was
 // dropped. frame may be reused once Media returns (NATS copies it).
 func (n *Node) Media(node string, to wire.SessionID, frame []byte) error {
+	return n.publishMedia(mediaPrefix, node, to, frame)
+}
+
+// MediaFrom sends a frame that the client of session from sent through a
+// media connection of this node, to from's node (core.Peers). It drops as
+// Media does.
+func (n *Node) MediaFrom(node string, from wire.SessionID, frame []byte) error {
+	return n.publishMedia(fromPrefix, node, from, frame)
+}
+
+func (n *Node) publishMedia(prefix, node string, sid wire.SessionID, frame []byte) error {
 	reason := n.reachable(node)
 	if reason == "" {
-		subj := mediaPrefix + node + "." + strconv.FormatUint(uint64(to), 10)
+		subj := prefix + node + "." + strconv.FormatUint(uint64(sid), 10)
 		if n.nc.Publish(subj, frame) != nil {
 			reason = DropNoConnection
 		}
@@ -111,4 +122,16 @@ func (n *Node) onMedia(m *nats.Msg) {
 	n.stats.medRecv.Add(1)
 	n.stats.medRecvBytes.Add(uint64(len(m.Data)))
 	n.core.DeliverMedia(sid, m.Data)
+}
+
+// onMediaFrom hands the core a frame that a client of this node sent
+// through another node, on fromSub's goroutine (pending limits as onMedia).
+func (n *Node) onMediaFrom(m *nats.Msg) {
+	sid, ok := parseMediaSubject(m.Subject, n.fromPfx)
+	if !ok {
+		return
+	}
+	n.stats.medRecv.Add(1)
+	n.stats.medRecvBytes.Add(uint64(len(m.Data)))
+	n.core.RelayMedia(sid, m.Data)
 }

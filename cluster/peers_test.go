@@ -65,6 +65,37 @@ func TestMediaDelivered(t *testing.T) {
 	}
 }
 
+// Frames a client sent through another node's media connection reach its
+// session's node as RelayMedia, and LocateSession finds that node.
+func TestMediaFromAndLocate(t *testing.T) {
+	_, ns := startCluster(t, 2)
+	a, b := ns[0], ns[1]
+	b.Register("alice", 42)
+	waitFor(t, 5*time.Second, "a sees alice's session", func() bool {
+		node, ok := a.LocateSession(42)
+		return ok && node == b.Node()
+	})
+	if node, ok := b.LocateSession(42); !ok || node != "" {
+		t.Fatalf("b.LocateSession(42) = %q, %v; want its own", node, ok)
+	}
+	if _, ok := a.LocateSession(43); ok {
+		t.Fatal("an unknown session was located")
+	}
+	for i := range 10 {
+		if err := a.MediaFrom(b.Node(), 42, fmt.Appendf(nil, "from %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "all frames relayed", func() bool { return b.core.numFrames() == 10 })
+	b.core.mu.Lock()
+	defer b.core.mu.Unlock()
+	for i, f := range b.core.frames {
+		if want := fmt.Sprintf("from %d", i); string(f) != want || len(b.core.relayed) != 10 || b.core.relayed[i] != 42 {
+			t.Fatalf("frame %d: %q, relayed %v", i, f, b.core.relayed)
+		}
+	}
+}
+
 // TestMediaSlowCore stalls B's DeliverMedia: frames beyond the media
 // subscription's pending limits are dropped and counted, and signals still flow.
 func TestMediaSlowCore(t *testing.T) {

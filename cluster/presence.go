@@ -86,6 +86,24 @@ func (n *Node) Lookup(user string) (core.Location, bool) {
 	return core.Location{}, false
 }
 
+// LocateSession returns the node of session id (core.SessionLocator): ""
+// for this node's, the node id for another live node's.
+func (n *Node) LocateSession(id wire.SessionID) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, l := range n.local {
+		if l.sid == id {
+			return "", true
+		}
+	}
+	for _, e := range n.entries {
+		if e.Session == id && e.Node != n.id && n.aliveLocked(e.Node) {
+			return e.Node, true
+		}
+	}
+	return "", false
+}
+
 func (n *Node) queueSyncLocked() {
 	if !n.syncQueued {
 		n.syncQueued = true

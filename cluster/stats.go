@@ -67,11 +67,14 @@ func (n *Node) Stats() Stats {
 	s.EntriesLocal = len(n.local)
 	s.EntriesTotal = len(n.entries)
 	s.Synced = n.synced
-	sub := n.medSub
+	subs := []*nats.Subscription{n.medSub, n.fromSub}
 	n.mu.Unlock()
-	if sub != nil {
+	for _, sub := range subs {
+		if sub == nil {
+			continue
+		}
 		if d, err := sub.Dropped(); err == nil {
-			s.MediaDropped[DropSlowConsumer] = uint64(d)
+			s.MediaDropped[DropSlowConsumer] += uint64(d)
 		}
 	}
 	switch n.nc.Status() {

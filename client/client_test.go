@@ -78,16 +78,19 @@ func TestEveryReply(t *testing.T) {
 		for _, kb := range kinds {
 			t.Run(ka.name+"→"+kb.name, func(t *testing.T) {
 				t.Parallel()
-				everyReply(t, ka, kb)
+				s := startServer(t, core.Config{MediaLossGrace: time.Millisecond})
+				everyReply(t, [3]*server{s, s, s}, ka, kb)
 			})
 		}
 	}
 }
 
-func everyReply(t *testing.T, ka, kb kind) {
-	s := startServer(t, core.Config{MediaLossGrace: time.Millisecond})
+// everyReply runs the scenario with alice on on[0], bob on on[1], and carol
+// and bob's second login on on[2]: one server three times, or three nodes
+// of a cluster.
+func everyReply(t *testing.T, on [3]*server, ka, kb kind) {
 	ctx := context.Background()
-	a, b := s.onlineAs(t, "alice", ka), s.onlineAs(t, "bob", kb)
+	a, b := on[0].onlineAs(t, "alice", ka), on[1].onlineAs(t, "bob", kb)
 
 	// lookup
 	if ok, err := a.Lookup(ctx, "bob"); err != nil || !ok {
@@ -101,9 +104,9 @@ func everyReply(t *testing.T, ka, kb kind) {
 	expectCall(t, a, "carol", client.NotAvailable)
 	expectCall(t, a, "alice", client.Busy)
 	// logged in without media: not available, and may not call
-	ko := s.options(kb.tr)
+	ko := on[2].options(kb.tr)
 	ko.TLS12DHEOnly = kb.dhe
-	c := s.dial(t, ko)
+	c := on[2].dial(t, ko)
 	if err := c.Login(ctx, "carol", "pw-carol"); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +173,7 @@ func everyReply(t *testing.T, ka, kb kind) {
 
 	// bob logs in again with the caller's kind of client: the old
 	// session ends, the new one calls
-	b2 := s.onlineAs(t, "bob", ka)
+	b2 := on[2].onlineAs(t, "bob", ka)
 	expectClosed(t, b)
 	call(t, a, b2)
 	exchange(t, a, b2, 1)

@@ -377,6 +377,14 @@ func (n *Node) dispatchLoop() {
 	}
 }
 
+// Abort cuts the connection to NATS without a word to the other nodes (no
+// bye, presence entries left behind), as a crash would: they find out
+// from the missing heartbeats. Close still releases the rest. It exists
+// for tests of node loss inside one process.
+func (n *Node) Abort() {
+	n.nc.Close()
+}
+
 // Close announces the departure to the other nodes, deletes this node's
 // presence entries, and closes the connection. It waits for the node's
 // goroutines (at most about a second for the network part) and is

@@ -163,10 +163,22 @@ func (s *Server) HandleSignal(from string, sig Signal) {
 	case SigRing:
 		s.ringedLocked(from, sig)
 	case SigRingResult:
-		if c := s.remoteCalls[sig.Call]; c != nil && c.pending && c.caller.id == sig.To {
-			c.callee.id = sig.From
-			s.ringAnsweredLocked(c, sig.Notice)
+		c := s.remoteCalls[sig.Call]
+		if c == nil || !c.pending || c.caller.id != sig.To || c.callee.remote.node != from {
+			return
 		}
+		if sig.Notice == wire.SubNotAvailable && !c.rerung {
+			// The callee may have logged in on another node since this
+			// node looked: ask there, once.
+			if loc, ok := s.cfg.Directory.Lookup(c.callee.user); ok && s.isRemote(loc) && loc.Node != from {
+				c.rerung = true
+				c.callee.remote.node, c.callee.id = loc.Node, loc.Session
+				s.signalLocked(loc.Node, Signal{Kind: SigRing, Call: c.id, From: c.caller.id, FromUser: c.caller.user, ToUser: c.callee.user})
+				return
+			}
+		}
+		c.callee.id = sig.From
+		s.ringAnsweredLocked(c, sig.Notice)
 	case SigNotice:
 		if c := s.remoteCalls[sig.Call]; c != nil {
 			s.noticedLocked(c, sig)

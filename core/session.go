@@ -47,6 +47,7 @@ type call struct {
 	id           uint64
 	pending      bool
 	pendingTimer *time.Timer
+	rerung       bool // the ring went to a second node (see HandleSignal)
 }
 
 // other returns the party of c that is not s.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/dtcall/dtcall/accounts"
+	"github.com/dtcall/dtcall/cluster"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/internal/testcert"
 	"github.com/dtcall/dtcall/transport/quic"
@@ -44,6 +45,7 @@ type Server struct {
 	Legacy *tcp.Server
 	QUIC   *quic.Server
 	Cert   testcert.Cert
+	Node   *cluster.Node // with Config.NATS: this server's member of the cluster
 
 	CommandAddr, MediaAddr           string // legacy TCP ports, "127.0.0.1:port"
 	QUICAddr                         *net.UDPAddr
@@ -60,6 +62,11 @@ type Config struct {
 	Cert testcert.Cert
 	// Accounts are served besides Users.
 	Accounts []accounts.Entry
+	// NATS, if set, joins the server to the cluster of that NATS server
+	// (cluster/natstest) as node Name; Cluster tunes the rest.
+	NATS    string
+	Name    string
+	Cluster cluster.Config
 }
 
 // Logger discards logs, or shows them all with go test -v.
@@ -79,7 +86,22 @@ func Start(t testing.TB, cfg Config) *Server {
 		s.Cert = testcert.Write(t)
 	}
 	log := Logger()
+	if cfg.NATS != "" {
+		cc := cfg.Cluster
+		cc.URLs, cc.Name, cc.Log = cfg.NATS, cfg.Name, log
+		node, err := cluster.New(cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Node = node
+		cfg.Core.Directory, cfg.Core.Peers = node, node
+	}
 	s.Core = core.New(cfg.Core, accounts.NewStore(append(cfg.Accounts, Users...), 0), log)
+	if s.Node != nil {
+		if err := s.Node.Start(s.Core); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg.Legacy.CertFile, cfg.Legacy.KeyFile = s.Cert.CertFile, s.Cert.KeyFile
 	cfg.QUIC.CertFile, cfg.QUIC.KeyFile = s.Cert.CertFile, s.Cert.KeyFile
 	var err error
@@ -112,8 +134,22 @@ func Start(t testing.TB, cfg Config) *Server {
 		s.Legacy.Close()
 		s.QUIC.Close()
 		wg.Wait()
+		if s.Node != nil {
+			s.Node.Close()
+		}
 	})
 	return s
+}
+
+// Kill ends the server as a crash would: its cluster node vanishes
+// without a word (the others notice the silence), and its listeners and
+// every connection close at once. The test's cleanup releases the rest.
+func (s *Server) Kill() {
+	if s.Node != nil {
+		s.Node.Abort()
+	}
+	s.Legacy.Close()
+	s.QUIC.Close()
 }
 
 func listenTCP(t testing.TB) net.Listener {

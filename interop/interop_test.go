@@ -317,6 +317,11 @@ type serverFiles struct {
 	// started, if set, is called once the process started, before it is
 	// ready (to watch it come up).
 	started func(*server)
+	// ports, if set, are the command, media and metrics ports to use
+	// instead of free ones (a second server on the first one's ports).
+	ports []int
+	// conf, if set, is the config file's path instead of dir/dtoperator.conf.
+	conf string
 }
 
 // server is a running dtoperator process.
@@ -383,12 +388,18 @@ func startServer(t *testing.T, bin, dir string, files serverFiles) *server {
 
 func tryStart(t *testing.T, bin, dir string, files serverFiles) (*server, error) {
 	s := &server{console: &console{ready: make(chan struct{})}, exited: make(chan struct{})}
-	ports := freePorts(t, 3)
+	ports := files.ports
+	if ports == nil {
+		ports = freePorts(t, 3)
+	}
 	s.cmdPort, s.mediaPort = ports[0], ports[1]
 	if files.metrics {
 		s.metricsAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	}
 	conf := filepath.Join(dir, "dtoperator.conf")
+	if files.conf != "" {
+		conf = files.conf
+	}
 	s.conf = conf
 	writeConf(t, conf, s, files)
 	ctx, cancel := context.WithTimeout(context.Background(), serverTimeout)

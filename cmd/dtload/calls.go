@@ -50,7 +50,8 @@ func (c clientMedia) datagram() bool                           { return c.m.Data
 type party struct {
 	acct  account
 	kind  client.Transport
-	from  string // local address to connect from; "" = any
+	from  string         // local address to connect from; "" = any
+	opts  client.Options // its node's (runner.optsFor)
 	c     *client.Client
 	login span
 }
@@ -100,8 +101,8 @@ func waitEvent(ctx context.Context, c *client.Client, want client.EventKind) err
 // dtcallCall runs one call: both parties online, ring, answer, media,
 // hang up.
 func (r *runner) dtcallCall(ctx context.Context, i int) (out callOutcome) {
-	caller := &party{acct: r.accts[2*i], kind: r.kinds(i, true), from: sourceFor(r.opts.Server, 2*i)}
-	callee := &party{acct: r.accts[2*i+1], kind: r.kinds(i, false), from: sourceFor(r.opts.Server, 2*i+1)}
+	caller := &party{acct: r.accts[2*i], kind: r.kinds(i, true), from: sourceFor(r.optsFor(2*i).Server, 2*i), opts: r.optsFor(2 * i)}
+	callee := &party{acct: r.accts[2*i+1], kind: r.kinds(i, false), from: sourceFor(r.optsFor(2*i+1).Server, 2*i+1), opts: r.optsFor(2*i + 1)}
 	defer func() {
 		for _, p := range []*party{caller, callee} {
 			if p.c != nil {
@@ -115,7 +116,7 @@ func (r *runner) dtcallCall(ctx context.Context, i int) (out callOutcome) {
 	var wg sync.WaitGroup
 	for j, p := range []*party{caller, callee} {
 		wg.Go(func() {
-			reasons[j], errs[j] = p.online(ctx, r.opts)
+			reasons[j], errs[j] = p.online(ctx, p.opts)
 			when[j] = time.Now()
 			if !p.login.end.IsZero() {
 				r.live.logins.Add(1)

@@ -9,6 +9,16 @@
 //	dtload baseline --cert FILE --key FILE [--listen 127.0.0.1 --command P --quic P]
 //	dtload idle --server HOST --pin PIN --accounts FILE [--count N --parallel 32 --hold 5s]
 //
+// --server may name several nodes: HOST,HOST2,... or the flag repeated.
+// Each is HOST (the --command, --media and --quic ports) or
+// HOST:COMMAND:MEDIA:QUIC (HOST:COMMAND:MEDIA: QUIC = COMMAND; IPv6 in
+// brackets, [::1]:1991:2014:1991). Clients are spread over the nodes
+// round-robin (client k on node k mod N; call i's caller is client 2i, its
+// callee 2i+1), so with two nodes or more every call's parties are on
+// different nodes: the report names the nodes and says the calls were
+// cross-node. --server-pid takes PID,PID2,... (one per node): CPU and RSS
+// are their sums. The baseline takes one node.
+//
 // --pin takes the forms of dtcall --pin: the server's certificate file
 // (PEM; its first certificate is pinned, whole), or a fingerprint as
 // dtoperator logs it at start: "sha256:HEX" (fingerprint=, the whole
@@ -84,7 +94,7 @@
 // If any login (or its dial or media registration) fails, idle exits 1
 // with the count by reason and the first failure's error on stderr.
 //
-// dtload only connects to the address given with --server. Every run is
+// dtload only connects to the addresses given with --server. Every run is
 // bounded: it ends by ramp + duration + 25 s whatever happens. Ctrl-C
 // stops the calls and still prints the report. Exit codes: 0 every call
 // (idle: every login) succeeded (find-max: the search found a call count

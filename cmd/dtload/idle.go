@@ -73,8 +73,8 @@ func idleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // finish checks the flags and loads the accounts.
 func (ic *idleConfig) finish(f *runFlags) error {
 	c := &f.cfg
-	if c.quic == 0 {
-		c.quic = c.commandPort
+	if err := f.target(); err != nil {
+		return err
 	}
 	kind, mixed, err := parseTransport(f.transport)
 	switch {
@@ -82,8 +82,6 @@ func (ic *idleConfig) finish(f *runFlags) error {
 		return usageError{err}
 	case mixed:
 		return usageError{errors.New("idle: --transport must be tcp, quic or datagram")}
-	case c.server == "":
-		return usageError{errors.New("no --server: give the address explicitly (e.g. 127.0.0.1)")}
 	case f.accounts == "":
 		return usageError{errors.New("need --accounts FILE (dtload users writes one)")}
 	case ic.parallel < 1 || ic.hold < 0 || ic.count < 0:
@@ -120,8 +118,8 @@ func runIdle(ctx context.Context, ic idleConfig) (*idleReport, error) {
 	if err := r.target(); err != nil {
 		return nil, err
 	}
-	pid := ic.run.serverPID
-	rep := &idleReport{Users: ic.count, Failed: map[string]int{}, RSSBeforeKiB: procRSS(pid)}
+	pid := ic.run.serverPIDs
+	rep := &idleReport{Users: ic.count, Failed: map[string]int{}, RSSBeforeKiB: procRSS(pid...)}
 	parties := make([]*party, ic.count)
 	reasons := make([]string, ic.count)
 	errs := make([]error, ic.count)
@@ -135,7 +133,7 @@ func runIdle(ctx context.Context, ic idleConfig) (*idleReport, error) {
 		}
 		wg.Wait()
 	}()
-	srvStart, selfStart := procCPU(pid), selfCPU()
+	srvStart, selfStart := procCPU(pid...), selfCPU()
 	start := time.Now()
 	sem := make(chan struct{}, ic.parallel)
 	var wg sync.WaitGroup
@@ -145,17 +143,17 @@ func runIdle(ctx context.Context, ic idleConfig) (*idleReport, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		parties[i] = &party{acct: ic.run.accts[i], kind: ic.kind, from: sourceFor(ic.run.server, i)}
+		parties[i] = &party{acct: ic.run.accts[i], kind: ic.kind, from: sourceFor(r.optsFor(i).Server, i), opts: r.optsFor(i)}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			reasons[i], errs[i] = parties[i].online(ctx, r.opts)
+			reasons[i], errs[i] = parties[i].online(ctx, parties[i].opts)
 			when[i] = time.Now()
 		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if pid != 0 {
-		rep.ServerCPUPct = cpuPct(srvStart, procCPU(pid))
+	if len(pid) != 0 {
+		rep.ServerCPUPct = cpuPct(srvStart, procCPU(pid...))
 	}
 	rep.DtloadCPUPct = cpuPct(selfStart, selfCPU())
 	var logins []int64
@@ -179,7 +177,7 @@ func runIdle(ctx context.Context, ic idleConfig) (*idleReport, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	rep.RSSHeldKiB = procRSS(pid)
+	rep.RSSHeldKiB = procRSS(pid...)
 	if rep.OK > 0 && rep.RSSBeforeKiB > 0 {
 		rep.KiBPerUser = float64(rep.RSSHeldKiB-rep.RSSBeforeKiB) / float64(rep.OK)
 	}
@@ -191,9 +189,9 @@ func (rep *idleReport) write(w io.Writer, ic idleConfig) {
 		ic.run.server, rep.Users, ic.kind, ic.parallel, ic.hold)
 	fmt.Fprintf(w, "  logins     %d ok, failed %d%s, %.1f/s (login p50 %.1f ms, p99 %.1f ms)\n",
 		rep.OK, rep.Users-rep.OK, reasons(rep.Failed), rep.LoginsPerSecond, rep.Login.P50, rep.Login.P99)
-	if ic.run.serverPID != 0 {
-		fmt.Fprintf(w, "  server     pid %d: RSS %d KiB before, %d KiB with %d idle users: %.1f KiB per user; CPU %.1f %% of one core while logging in\n",
-			ic.run.serverPID, rep.RSSBeforeKiB, rep.RSSHeldKiB, rep.OK, rep.KiBPerUser, rep.ServerCPUPct)
+	if len(ic.run.serverPIDs) != 0 {
+		fmt.Fprintf(w, "  server     pid %s: RSS %d KiB before, %d KiB with %d idle users: %.1f KiB per user; CPU %.1f %% of one core while logging in\n",
+			pidList(ic.run.serverPIDs), rep.RSSBeforeKiB, rep.RSSHeldKiB, rep.OK, rep.KiBPerUser, rep.ServerCPUPct)
 	}
 	fmt.Fprintf(w, "  dtload     CPU %.1f %% of one core while logging in\n", rep.DtloadCPUPct)
 }

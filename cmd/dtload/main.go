@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -178,20 +179,42 @@ type runFlags struct {
 	crit                criterion
 	pause               time.Duration
 	wait                time.Duration
+	servers             []string // --server, each a list
+	pids                string   // --server-pid
+}
+
+// target joins the --server values into cfg.server and parses
+// --server-pid: shared by run and idle.
+func (f *runFlags) target() error {
+	c := &f.cfg
+	c.server = strings.Join(f.servers, ",")
+	if c.quic == 0 {
+		c.quic = c.commandPort
+	}
+	nodes, err := parseNodes(c.server, c.commandPort, c.mediaPort, c.quic)
+	if err != nil {
+		return usageError{err}
+	}
+	c.nodes = nodes
+	if c.serverPIDs, err = parsePIDs(f.pids); err != nil {
+		return usageError{err}
+	}
+	return nil
 }
 
 // defineTarget defines the flags that say which server to reach and as
 // whom: shared by run and idle.
 func (f *runFlags) defineTarget(fs *pflag.FlagSet) {
 	c := &f.cfg
-	fs.StringVar(&c.server, "server", "", "server address, given explicitly (e.g. 127.0.0.1)")
+	fs.StringArrayVar(&f.servers, "server", nil, "server address, given explicitly (e.g. 127.0.0.1); several nodes: "+
+		"HOST,HOST2 or the flag repeated, each HOST or HOST:COMMAND:MEDIA:QUIC; clients are spread over them round-robin")
 	fs.IntVar(&c.commandPort, "command", 1991, "legacy command port (baseline: the TLS port)")
 	fs.IntVar(&c.mediaPort, "media", 2014, "legacy media port")
 	fs.IntVar(&c.quic, "quic", 0, "QUIC port (default: the --command port)")
 	fs.StringVar(&c.pin, "pin", "", pinHelp)
 	fs.DurationVar(&f.wait, "wait", defaultWait, "wait up to this long for the --pin FILE to appear (a starting dtoperator writes it) and then for the server to answer; 0: no wait")
 	fs.StringVar(&f.accounts, "accounts", "", "accounts file (name password per line), from dtload users")
-	fs.IntVar(&c.serverPID, "server-pid", 0, "report this process's CPU and RSS")
+	fs.StringVar(&f.pids, "server-pid", "", "report this process's CPU and RSS; PID,PID2,...: their sums (one per node)")
 }
 
 // checkPin checks --pin's syntax; a file is read later.
@@ -300,8 +323,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, tty bo
 // finish fills defaults that depend on other flags and reads the accounts.
 func (f *runFlags) finish(tty bool, stderr io.Writer) error {
 	c := &f.cfg
-	if c.quic == 0 {
-		c.quic = c.commandPort
+	if err := f.target(); err != nil {
+		return err
 	}
 	if c.callerT == "" {
 		c.callerT = f.transport

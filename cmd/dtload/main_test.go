@@ -129,7 +129,7 @@ func TestRun(t *testing.T) {
 			rep, err := run(context.Background(), runConfig{
 				server: "127.0.0.1", commandPort: srv.CommandPort, mediaPort: srv.MediaPort, quic: srv.QUICPort,
 				pin: srv.Cert.CertFile, accts: as, calls: testCalls, callerT: tr, calleeT: tr,
-				ramp: testRamp, duration: testDuration, frame: 32, rate: 50, serverPID: os.Getpid(),
+				ramp: testRamp, duration: testDuration, frame: 32, rate: 50, serverPIDs: []int{os.Getpid()},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -202,7 +202,7 @@ func TestRunBaseline(t *testing.T) {
 			rep, err := run(context.Background(), runConfig{
 				server: "127.0.0.1", commandPort: f.tcpLn.Addr().(*net.TCPAddr).Port, quic: f.quicLn.Addr().(*net.UDPAddr).Port,
 				pin: cert, calls: testCalls, callerT: tr, calleeT: tr, baseline: true,
-				ramp: testRamp, duration: testDuration, frame: 32, rate: 50, serverPID: os.Getpid(),
+				ramp: testRamp, duration: testDuration, frame: 32, rate: 50, serverPIDs: []int{os.Getpid()},
 			})
 			if err != nil {
 				t.Fatal(err)

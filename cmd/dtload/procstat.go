@@ -22,8 +22,27 @@ type cpuSample struct {
 	ok  bool
 }
 
-// procCPU reads utime+stime of pid from /proc/PID/stat.
-func procCPU(pid int) cpuSample {
+// procCPU sums utime+stime of pids; ok only if every one was read.
+func procCPU(pids ...int) cpuSample {
+	sum := cpuSample{ok: len(pids) > 0}
+	for _, pid := range pids {
+		s := procCPU1(pid)
+		sum.at, sum.cpu, sum.ok = s.at, sum.cpu+s.cpu, sum.ok && s.ok
+	}
+	return sum
+}
+
+// pidList is "1,2" for --server-pid 1,2.
+func pidList(pids []int) string {
+	s := make([]string, len(pids))
+	for i, p := range pids {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ",")
+}
+
+// procCPU1 reads utime+stime of pid from /proc/PID/stat.
+func procCPU1(pid int) cpuSample {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return cpuSample{}
@@ -67,8 +86,17 @@ func cpuPct(a, b cpuSample) float64 {
 	return 100 * float64(b.cpu-a.cpu) / float64(b.at.Sub(a.at))
 }
 
-// procRSS is VmRSS of pid in KiB, 0 if unknown.
-func procRSS(pid int) int64 {
+// procRSS is the sum of the VmRSS of pids in KiB (0 for one unknown).
+func procRSS(pids ...int) int64 {
+	var sum int64
+	for _, pid := range pids {
+		sum += procRSS1(pid)
+	}
+	return sum
+}
+
+// procRSS1 is VmRSS of pid in KiB, 0 if unknown.
+func procRSS1(pid int) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -87,29 +115,30 @@ func procRSS(pid int) int64 {
 	return 0
 }
 
-// procWatch samples a process (pid > 0) and dtload itself at the run's
-// start, the media window's start and end, and its RSS periodically.
+// procWatch samples the server processes (their sums) and dtload itself
+// at the run's start, the media window's start and end, and their RSS
+// periodically.
 type procWatch struct {
-	pid                 int
+	pids                []int
 	srv0, srv1, srv2    cpuSample
 	self0, self1, self2 cpuSample
 	rssEnd              int64
 	rssMax              atomic.Int64 // sampled by the progress goroutine too
 }
 
-func newProcWatch(pid int) *procWatch {
-	w := &procWatch{pid: pid, self0: selfCPU()}
-	if pid > 0 {
-		w.srv0 = procCPU(pid)
+func newProcWatch(pids []int) *procWatch {
+	w := &procWatch{pids: pids, self0: selfCPU()}
+	if len(pids) > 0 {
+		w.srv0 = procCPU(pids...)
 	}
 	return w
 }
 
 func (w *procWatch) sampleRSS() int64 {
-	if w.pid <= 0 {
+	if len(w.pids) == 0 {
 		return 0
 	}
-	r := procRSS(w.pid)
+	r := procRSS(w.pids...)
 	for {
 		m := w.rssMax.Load()
 		if r <= m || w.rssMax.CompareAndSwap(m, r) {
@@ -121,15 +150,15 @@ func (w *procWatch) sampleRSS() int64 {
 // windowStart and windowEnd mark the media window.
 func (w *procWatch) windowStart() {
 	w.self1 = selfCPU()
-	if w.pid > 0 {
-		w.srv1 = procCPU(w.pid)
+	if len(w.pids) > 0 {
+		w.srv1 = procCPU(w.pids...)
 	}
 }
 
 func (w *procWatch) windowEnd() {
 	w.self2 = selfCPU()
-	if w.pid > 0 {
-		w.srv2 = procCPU(w.pid)
+	if len(w.pids) > 0 {
+		w.srv2 = procCPU(w.pids...)
 		w.rssEnd = w.sampleRSS()
 	}
 }
@@ -137,9 +166,9 @@ func (w *procWatch) windowEnd() {
 // fill puts the figures into r.
 func (w *procWatch) fill(r *Report) {
 	r.Load = ProcStats{CPUPct: cpuPct(w.self1, w.self2), CPUPctRun: cpuPct(w.self0, w.self2)}
-	if w.pid > 0 {
+	if len(w.pids) > 0 {
 		r.ServerProc = &ProcStats{
-			PID: w.pid, CPUPct: cpuPct(w.srv1, w.srv2), CPUPctRun: cpuPct(w.srv0, w.srv2),
+			PID: w.pids[0], PIDs: w.pids, CPUPct: cpuPct(w.srv1, w.srv2), CPUPctRun: cpuPct(w.srv0, w.srv2),
 			RSSKB: w.rssEnd, RSSMaxKB: w.rssMax.Load(),
 		}
 	}

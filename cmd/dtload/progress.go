@@ -66,7 +66,7 @@ func (r *runner) status(watch *procWatch, clk clock) string {
 	tx, rx := l.framesTx.Load(), l.framesRx.Load()
 	s := fmt.Sprintf("calls up %d/%d, done %d, failed %d, logins %d, frames %d sent %d received",
 		l.callsUp.Load(), r.cfg.calls, l.callsDone.Load(), l.callsFailed.Load(), l.logins.Load(), tx, rx)
-	if watch.pid > 0 {
+	if len(watch.pids) > 0 {
 		s += fmt.Sprintf(", server RSS %d KiB", watch.rssMax.Load())
 	}
 	return s

@@ -20,17 +20,21 @@ type liveCounters struct {
 
 // Report is the outcome of one run; it is also the JSON report.
 type Report struct {
-	Mode            string  `json:"mode"` // "dtcall" or "baseline"
-	Server          string  `json:"server"`
-	CallerTransport string  `json:"caller_transport"`
-	CalleeTransport string  `json:"callee_transport"`
-	Calls           int     `json:"calls"`
-	RampS           float64 `json:"ramp_s"`
-	DurationS       float64 `json:"duration_s"`
-	FrameBytes      int     `json:"frame_bytes"`
-	Rate            int     `json:"rate"`
-	Interrupted     bool    `json:"interrupted,omitempty"`
-	ElapsedS        float64 `json:"elapsed_s"`
+	Mode   string `json:"mode"` // "dtcall" or "baseline"
+	Server string `json:"server"`
+	// Nodes are the servers' nodes, HOST:COMMAND:MEDIA:QUIC; with more
+	// than one, CrossNode: each call's parties were on different nodes.
+	Nodes           []string `json:"nodes,omitempty"`
+	CrossNode       bool     `json:"cross_node,omitempty"`
+	CallerTransport string   `json:"caller_transport"`
+	CalleeTransport string   `json:"callee_transport"`
+	Calls           int      `json:"calls"`
+	RampS           float64  `json:"ramp_s"`
+	DurationS       float64  `json:"duration_s"`
+	FrameBytes      int      `json:"frame_bytes"`
+	Rate            int      `json:"rate"`
+	Interrupted     bool     `json:"interrupted,omitempty"`
+	ElapsedS        float64  `json:"elapsed_s"`
 
 	CallsOK     int            `json:"calls_ok"`
 	CallsFailed int            `json:"calls_failed"`
@@ -103,6 +107,8 @@ type Percentiles struct {
 // ProcStats is a process's CPU and memory over the run.
 type ProcStats struct {
 	PID int `json:"pid,omitempty"`
+	// PIDs are all the processes summed (--server-pid PID,PID2), PID the first.
+	PIDs []int `json:"pids,omitempty"`
 	// CPUPct is CPU time from the end of the ramp (all calls started) to
 	// the end of the duration, as % of one core; CPUPctRun over the whole
 	// run.
@@ -177,6 +183,12 @@ func (r *Report) writeSummary(w io.Writer) {
 	}
 	p("%s: %s, %d calls, caller %s, callee %s, %d B x %d/s each way, ramp %gs, duration %gs, elapsed %.1fs",
 		title, r.Server, r.Calls, r.CallerTransport, r.CalleeTransport, r.FrameBytes, r.Rate, r.RampS, r.DurationS, r.ElapsedS)
+	if len(r.Nodes) > 1 {
+		p("  nodes      %s: clients spread round-robin, every call cross-node (caller and callee on different nodes)",
+			strings.Join(r.Nodes, ", "))
+	} else if len(r.Nodes) == 1 {
+		p("  node       %s", r.Nodes[0])
+	}
 	p("  calls      ok %d, failed %d%s", r.CallsOK, r.CallsFailed, reasons(r.FailReasons))
 	if len(r.Notes) > 0 {
 		p("  notes     %s", reasons(r.Notes))
@@ -192,8 +204,8 @@ func (r *Report) writeSummary(w io.Writer) {
 	}
 	p("  set-ups    %d, %.1f/s (p50 %.1f ms, p99 %.1f ms)", r.Setups, r.SetupsPerSec, r.SetupMS.P50, r.SetupMS.P99)
 	if s := r.ServerProc; s != nil {
-		p("  server     pid %d: CPU %.1f %% of one core (after the ramp), %.1f %% (whole run); RSS %d KiB (max %d KiB)",
-			s.PID, s.CPUPct, s.CPUPctRun, s.RSSKB, s.RSSMaxKB)
+		p("  server     pid %s: CPU %.1f %% of one core (after the ramp), %.1f %% (whole run); RSS %d KiB (max %d KiB)",
+			pidList(s.PIDs), s.CPUPct, s.CPUPctRun, s.RSSKB, s.RSSMaxKB)
 	}
 	p("  dtload     CPU %.1f %% of one core (after the ramp), %.1f %% (whole run)", r.Load.CPUPct, r.Load.CPUPctRun)
 }

@@ -21,7 +21,8 @@ type runConfig struct {
 	callerT, calleeT             string // tcp, quic, datagram or mixed
 	ramp, duration               time.Duration
 	frame, rate                  int
-	serverPID                    int
+	serverPIDs                   []int  // --server-pid: CPU and RSS summed over them
+	nodes                        []node // from server and the ports; set by check
 	baseline                     bool
 	margin                       time.Duration // beyond ramp+duration; 0 = default
 
@@ -32,7 +33,8 @@ type runConfig struct {
 // runner runs the calls of one run.
 type runner struct {
 	cfg   runConfig
-	opts  client.Options
+	opts  client.Options   // the first node's
+	nodes []client.Options // each node's, pinned
 	base  *baseDialer
 	accts []account
 	p     *mediaParams
@@ -96,9 +98,14 @@ func (c *runConfig) check() error {
 	if c.baseline && c.callerT != c.calleeT {
 		return fmt.Errorf("the baseline needs the same transport on both sides")
 	}
+	nodes, err := parseNodes(c.server, c.commandPort, c.mediaPort, c.quic)
+	if err != nil {
+		return err
+	}
+	c.nodes = nodes
 	switch {
-	case c.server == "":
-		return fmt.Errorf("no --server: give the address explicitly (e.g. 127.0.0.1)")
+	case c.baseline && len(nodes) > 1:
+		return fmt.Errorf("the baseline is one forwarder: give one --server")
 	case c.calls < 1:
 		return fmt.Errorf("--calls must be at least 1")
 	case !c.baseline && 2*c.calls > len(c.accts):
@@ -131,7 +138,7 @@ func run(ctx context.Context, cfg runConfig) (*Report, error) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, cfg.ramp+cfg.duration+margin)
 	defer cancel()
-	watch := newProcWatch(cfg.serverPID)
+	watch := newProcWatch(cfg.serverPIDs)
 	clk := newClock()
 	r.p = &mediaParams{
 		clock: clk, frame: cfg.frame, every: time.Second / time.Duration(cfg.rate),
@@ -155,18 +162,35 @@ func (r *runner) target() error {
 	if err := p.load(); err != nil { // a clear error before any call
 		return err
 	}
+	if len(c.nodes) == 0 {
+		if c.nodes, err = parseNodes(c.server, c.commandPort, c.mediaPort, c.quic); err != nil {
+			return err
+		}
+	}
 	if c.baseline {
-		r.base = &baseDialer{host: c.server, tcpPort: c.commandPort, quicPort: c.quic, pin: p}
+		n := c.nodes[0]
+		r.base = &baseDialer{host: n.host, tcpPort: n.command, quicPort: n.quic, pin: p}
 		return nil
 	}
-	r.opts = c.clientOptions()
-	p.setOptions(&r.opts)
+	r.nodes = make([]client.Options, len(c.nodes))
+	for i, n := range c.nodes {
+		r.nodes[i] = n.options()
+		p.setOptions(&r.nodes[i])
+	}
+	r.opts = r.nodes[0]
 	return nil
 }
 
-// clientOptions are the dtcall client's options, without the pin.
+// optsFor are the options of client k: its node's (nodeOf).
+func (r *runner) optsFor(k int) client.Options { return r.nodes[nodeOf(k, len(r.nodes))] }
+
+// clientOptions are the first node's client options, without the pin.
 func (c *runConfig) clientOptions() client.Options {
-	return client.Options{Server: c.server, CommandPort: c.commandPort, MediaPort: c.mediaPort, QUICPort: c.quic}
+	nodes, err := parseNodes(c.server, c.commandPort, c.mediaPort, c.quic)
+	if err != nil {
+		return client.Options{Server: c.server, CommandPort: c.commandPort, MediaPort: c.mediaPort, QUICPort: c.quic}
+	}
+	return nodes[0].options()
 }
 
 // startCalls starts call i at i*ramp/calls and waits for all. The media
@@ -262,7 +286,7 @@ func (r *runner) baselineCall(ctx context.Context, i int) (out callOutcome) {
 func (r *runner) report(outs []callOutcome, clk clock, watch *procWatch) *Report {
 	c := r.cfg
 	rep := &Report{
-		Mode: "dtcall", Server: c.server, Calls: c.calls,
+		Mode: "dtcall", Server: c.server, Calls: c.calls, CrossNode: len(c.nodes) > 1,
 		CallerTransport: c.callerT, CalleeTransport: c.calleeT,
 		RampS: c.ramp.Seconds(), DurationS: c.duration.Seconds(),
 		FrameBytes: c.frame, Rate: c.rate, ElapsedS: time.Since(clk.start).Seconds(),
@@ -270,6 +294,9 @@ func (r *runner) report(outs []callOutcome, clk clock, watch *procWatch) *Report
 	}
 	if c.baseline {
 		rep.Mode = "baseline"
+	}
+	for _, n := range c.nodes {
+		rep.Nodes = append(rep.Nodes, n.String())
 	}
 	var dirs []*direction
 	var logins, setups []int64

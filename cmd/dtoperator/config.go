@@ -75,6 +75,9 @@ type Config struct {
 	// wait, in all and from one source; "login_wait": the longest wait.
 	LoginQueue, LoginQueuePerSource int
 	LoginWait                       time.Duration
+	// "reuse_port": open the ports with SO_REUSEPORT, so that a new
+	// process can start on them while this one drains (reuseport.go).
+	ReusePort bool
 
 	File string // the config file that was loaded, "" if none
 }

@@ -52,6 +52,7 @@ func newLoader(envs map[string]string) *loader {
 		"login_queue":            accounts.DefaultQueue,
 		"login_queue_per_source": accounts.DefaultPerSource,
 		"login_wait":             accounts.DefaultWait.String(),
+		"reuse_port":             false,
 	}
 	// Loading a map from memory can't fail.
 	_ = l.k.Load(confmap.Provider(defaults, "."), nil)

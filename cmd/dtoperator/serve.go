@@ -67,11 +67,16 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		return err
 	}
 	defer s.legacy.Close()
+	shared, err := sharePorts(cfg, log) // nil without reuse_port
+	if err != nil {
+		return err
+	}
 	if s.modern, err = quic.New(quic.Config{
 		CertFile: certs.modernCert, KeyFile: certs.modernKey,
 		KeepAlive: cfg.KeepAlive, IdleTimeout: cfg.Idle,
 		MaxConnsPerSource: cfg.QUICMaxConnsPerSource, MaxConns: cfg.QUICMaxConns,
-		Gate: s.bans, // a banned source is refused before its handshake
+		Gate:                  s.bans, // a banned source is refused before its handshake
+		ConnectionIDGenerator: shared.cidGenerator(),
 	}, s.calls, log); err != nil {
 		return err
 	}
@@ -84,7 +89,7 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		}
 		defer s.admin.close()
 	}
-	cmdLn, mediaLn, udp, err := listenAll(cfg)
+	cmdLn, mediaLn, udp, err := listenAll(cfg, shared)
 	if err != nil {
 		return err
 	}
@@ -226,8 +231,11 @@ func reportStats(stop <-chan struct{}, log *slog.Logger, calls *core.Server, mod
 }
 
 // listenAll binds the legacy command and media ports (TCP) and the QUIC
-// port (UDP), or none of them.
-func listenAll(cfg Config) (cmdLn, mediaLn net.Listener, udp net.PacketConn, err error) {
+// port (UDP), or none of them; with shared, with SO_REUSEPORT.
+func listenAll(cfg Config, shared *sharedPorts) (cmdLn, mediaLn net.Listener, udp net.PacketConn, err error) {
+	if shared != nil {
+		return shared.listen(cfg)
+	}
 	addr := func(port int) string { return net.JoinHostPort(cfg.Listen, strconv.Itoa(port)) }
 	if cmdLn, err = net.Listen("tcp", addr(cfg.Command)); err != nil {
 		return nil, nil, nil, fmt.Errorf("command port: %w", err)

@@ -114,6 +114,32 @@ var settings = []setting{
 		func(c *Config) *int { return &c.LoginQueuePerSource }),
 	durationSetting("login_wait", "longest wait of a login for its password check; then it is refused (default 10s)",
 		func(c *Config) *time.Duration { return &c.LoginWait }),
+	boolSetting("reuse_port", "open the ports with SO_REUSEPORT, so that a new dtoperator can start on them "+
+		"while this one drains its calls (Linux only; default false)",
+		func(c *Config) *bool { return &c.ReusePort }),
+}
+
+// boolSetting is a setting holding true or false: a TOML boolean, or
+// true/false, yes/no, on/off, 1/0 in any case. A bare --KEY is true.
+func boolSetting(key, usage string, field func(*Config) *bool) setting {
+	set := func(c *Config, v any) error {
+		b, ok := v.(bool)
+		if s, isStr := v.(string); isStr {
+			switch strings.ToLower(s) {
+			case "true", "yes", "on", "1":
+				b, ok = true, true
+			case "false", "no", "off", "0":
+				b, ok = false, true
+			}
+		}
+		if !ok {
+			return fmt.Errorf("%s is not true or false", show(v))
+		}
+		*field(c) = b
+		return nil
+	}
+	get := func(c *Config) any { return *field(c) }
+	return setting{key: key, arg: "bool", usage: usage, set: set, get: get}
 }
 
 // settingFor returns the setting of key.
@@ -371,7 +397,10 @@ func newFlagSet() *pflag.FlagSet {
 	fs.StringP("config", "c", "", "config `file`: legacy key = value format, or TOML if it ends in .toml "+
 		"(default $DTOPERATOR_CONFIG; none if unset)")
 	for _, s := range settings {
-		fs.Var(&flagValue{arg: s.arg}, s.key, s.usage)
+		f := fs.VarPF(&flagValue{arg: s.arg}, s.key, "", s.usage)
+		if s.arg == "bool" {
+			f.NoOptDefVal = "true" // --reuse_port alone turns it on
+		}
 	}
 	fs.BoolFunc("version", "print the version and exit", func(v string) error {
 		if v != "true" {

@@ -21,6 +21,7 @@ var sampleValues = map[string]string{
 	"level":     "debug",
 	"count":     "5",
 	"cidrs":     "10.0.0.0/8",
+	"bool":      "true",
 }
 
 // TestSettingsCoverConfig checks that each setting stores into one field of

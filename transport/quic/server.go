@@ -85,6 +85,12 @@ type Config struct {
 	// Gate, if set, is asked about each connection attempt before its
 	// handshake; one it refuses gets CONNECTION_REFUSED. Autoban sets it.
 	Gate transport.Gate
+	// ConnectionIDGenerator, if set, issues the server's connection IDs
+	// (quic-go's Transport.ConnectionIDGenerator), so that packets can be
+	// steered by them: a restart on the same port (SO_REUSEPORT) sends each
+	// connection's packets to the process that owns it. nil: quic-go's
+	// random 4-byte IDs.
+	ConnectionIDGenerator quicgo.ConnectionIDGenerator
 }
 
 func (c *Config) setDefaults() {
@@ -129,7 +135,8 @@ type Server struct {
 	// reclaimer; Add happens under mu, while closed is false (see goLocked).
 	wg sync.WaitGroup
 
-	gate    transport.Gate // nil: everyone may connect
+	gate    transport.Gate               // nil: everyone may connect
+	cids    quicgo.ConnectionIDGenerator // nil: quic-go's
 	admit   *admission
 	reclaim chan struct{} // wakes reclaimLoop; see admission.put
 	// refused counts connection attempts refused before their handshake, by
@@ -186,6 +193,7 @@ func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 		handshake:    cfg.HandshakeTimeout,
 		callLiveness: cfg.CallLiveness,
 		gate:         cfg.Gate,
+		cids:         cfg.ConnectionIDGenerator,
 		admit:        newAdmission(cfg.MaxConnsPerSource, cfg.MaxConns),
 		reclaim:      make(chan struct{}, 1),
 		transports:   make(map[*quicgo.Transport]struct{}),
@@ -222,7 +230,7 @@ func (s *Server) Reload(certFile, keyFile string) error {
 // pc is closed when Serve returns. It returns nil once the server closes
 // (CloseListeners or Close), and the error otherwise: the socket failed.
 func (s *Server) Serve(pc net.PacketConn) error {
-	tr := &quicgo.Transport{Conn: pc, ConnContext: s.connContext}
+	tr := &quicgo.Transport{Conn: pc, ConnContext: s.connContext, ConnectionIDGenerator: s.cids}
 	ln, err := tr.Listen(s.tls, s.quic)
 	if err != nil {
 		tr.Close()

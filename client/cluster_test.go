@@ -1,0 +1,230 @@
+package client_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dtcall/dtcall/client"
+	"github.com/dtcall/dtcall/cluster/natstest"
+	"github.com/dtcall/dtcall/core"
+	"github.com/dtcall/dtcall/internal/testcert"
+	"github.com/dtcall/dtcall/internal/testserver"
+)
+
+// These tests run three dtoperator nodes in one process, joined by a real
+// nats-server (embedded, on a loopback port), with real TLS and QUIC
+// between the clients and their nodes.
+
+// startCluster runs n nodes on one NATS server until the end of t.
+func startCluster(t *testing.T, n int, ccfg core.Config) ([]*server, *natstest.Server) {
+	t.Helper()
+	ns := natstest.StartServer(t)
+	cert := testcert.Write(t) // one name behind the balancer: one certificate
+	var nodes []*server
+	for i := range n {
+		ts := testserver.Start(t, testserver.Config{Core: ccfg, Cert: cert, NATS: ns.URL(), Name: "node" + strconv.Itoa(i)})
+		nodes = append(nodes, &server{
+			Server:      ts,
+			commandPort: ts.CommandPort, mediaPort: ts.MediaPort, quicPort: ts.QUICPort,
+			certFile: ts.Cert.CertFile, der: ts.Cert.DER,
+			core: ts.Core, dhe: ts.Legacy.DHEAvailable(),
+		})
+	}
+	waitNodes(t, nodes, n-1)
+	return nodes, ns
+}
+
+// waitNodes waits until every node hears alive others.
+func waitNodes(t *testing.T, nodes []*server, alive int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, s := range nodes {
+		for s.Node.Stats().NodesAlive != alive || !s.Node.Stats().Synced {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s hears %d nodes, want %d", s.Node.Node(), s.Node.Stats().NodesAlive, alive)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// waitSeen waits until node sees user online somewhere (its presence cache
+// has caught up with a login elsewhere).
+func waitSeen(t *testing.T, node *server, user string) {
+	t.Helper()
+	for range 500 {
+		if _, ok := node.Node.Lookup(user); ok {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: %s never seen online", node.Node.Node(), user)
+}
+
+// Every reply of PROTOCOL.md with alice, bob and carol on three nodes, for
+// every pairing of client kinds.
+func TestEveryReplyAcrossNodes(t *testing.T) {
+	for _, ka := range kinds {
+		for _, kb := range kinds {
+			t.Run(ka.name+"→"+kb.name, func(t *testing.T) {
+				nodes, _ := startCluster(t, 3, core.Config{MediaLossGrace: time.Millisecond})
+				everyReply(t, [3]*server{nodes[0], nodes[1], nodes[2]}, ka, kb)
+			})
+		}
+	}
+}
+
+// Every transport pairing across two nodes, media byte-exact both ways.
+func TestMixedCallsAcrossNodes(t *testing.T) {
+	nodes, _ := startCluster(t, 2, core.Config{})
+	trs := []client.Transport{client.TCP, client.QUIC, client.QUICDatagram}
+	for _, ta := range trs {
+		for _, tb := range trs {
+			t.Run(ta.String()+"-"+tb.String(), func(t *testing.T) {
+				a, b := nodes[0].online(t, "alice", ta), nodes[1].online(t, "bob", tb)
+				waitSeen(t, nodes[0], "bob")
+				call(t, a, b)
+				exchange(t, a, b, 4)
+				if err := a.End(context.Background(), "bob"); err != nil {
+					t.Fatal(err)
+				}
+				expectEvent(t, b, client.Ended, "alice")
+				a.Close()
+				b.Close()
+			})
+		}
+	}
+}
+
+// A legacy phone whose media connection reaches another node than its
+// command connection (a balancer without affinity) calls as usual.
+func TestSplitLegacyConnections(t *testing.T) {
+	nodes, _ := startCluster(t, 3, core.Config{MediaLossGrace: time.Millisecond})
+	ctx := context.Background()
+	o := nodes[0].options(client.TCP)
+	o.MediaPort = nodes[1].mediaPort // commands to node 0, media to node 1
+	a := nodes[0].dial(t, o)
+	if err := a.Login(ctx, "alice", "pw-alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RegisterMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []client.Transport{client.TCP, client.QUIC, client.QUICDatagram} {
+		t.Run(tr.String(), func(t *testing.T) {
+			b := nodes[2].online(t, "bob", tr)
+			waitSeen(t, nodes[0], "bob")
+			call(t, a, b)
+			exchange(t, a, b, 4)
+			if err := b.End(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			expectEvent(t, a, client.Ended, "bob")
+			if err := a.RegisterMedia(ctx); err != nil { // fresh media after a call, on node 1 again
+				t.Fatal(err)
+			}
+			b.Close()
+		})
+	}
+	// The split media connection dies in a call: the peer is told.
+	b := nodes[2].online(t, "bob", client.QUIC)
+	waitSeen(t, nodes[0], "bob")
+	call(t, a, b)
+	a.Media().Close()
+	expectEvent(t, b, client.Dropped, "alice")
+}
+
+// Two logins of one user on two nodes at the same moment leave exactly
+// one session.
+func TestSimultaneousLoginsAcrossNodes(t *testing.T) {
+	nodes, _ := startCluster(t, 2, core.Config{})
+	for round := range 10 {
+		var cs [2]*client.Client
+		var wg sync.WaitGroup
+		for i := range cs {
+			c := nodes[i].dial(t, nodes[i].options(client.TCP))
+			cs[i] = c
+			wg.Go(func() {
+				if err := c.Login(context.Background(), "alice", "pw-alice"); err != nil {
+					t.Errorf("login on node %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			open := 0
+			for _, c := range cs {
+				if c.Err() == nil {
+					open++
+				}
+			}
+			if open == 1 {
+				break
+			}
+			if open == 0 || time.Now().After(deadline) {
+				t.Fatalf("round %d: %d sessions of alice left, want 1", round, open)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+}
+
+// A node that dies drops only its own users: their peers on other nodes
+// are told within 3 s, and the lost users log in again elsewhere at once.
+func TestNodeLossAcrossNodes(t *testing.T) {
+	nodes, _ := startCluster(t, 3, core.Config{})
+	a, b := nodes[0].online(t, "alice", client.TCP), nodes[1].online(t, "bob", client.QUIC)
+	c, d := nodes[0].online(t, "carol", client.QUIC), nodes[2].online(t, "dave", client.TCP)
+	waitSeen(t, nodes[0], "bob")
+	waitSeen(t, nodes[0], "dave")
+	call(t, a, b)
+	call(t, c, d)
+	killed := time.Now()
+	nodes[1].Kill()
+	expectEvent(t, a, client.Dropped, "bob")
+	if took := time.Since(killed); took > 3*time.Second {
+		t.Fatalf("alice heard of the drop %v after the node died, want ≤ 3 s", took)
+	}
+	t.Logf("the peer of a user on the dead node got call|drop %v after the kill", time.Since(killed).Round(time.Millisecond))
+	exchange(t, c, d, 2) // the call between the other two nodes goes on
+	b2 := nodes[2].online(t, "bob", client.QUIC)
+	call(t, a, b2)
+	exchange(t, a, b2, 1)
+}
+
+// Without NATS every node serves its own users and local calls, cross-node
+// calls fail clearly, and presence comes back with NATS, no restart.
+func TestNATSLossAndReturn(t *testing.T) {
+	nodes, ns := startCluster(t, 2, core.Config{})
+	a, b := nodes[0].online(t, "alice", client.TCP), nodes[1].online(t, "bob", client.QUICDatagram)
+	c := nodes[0].online(t, "carol", client.QUIC)
+	waitSeen(t, nodes[0], "bob")
+	call(t, a, b)
+	ns.Stop()
+	expectEvent(t, a, client.Dropped, "bob")
+	expectEvent(t, b, client.Dropped, "alice")
+	expectCall(t, a, "bob", client.NotAvailable)
+	call(t, c, a) // local
+	exchange(t, c, a, 2)
+	if err := c.End(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, a, client.Ended, "carol")
+
+	ns.Restart(true) // a fresh, empty server on the same port
+	waitNodes(t, nodes, 1)
+	waitSeen(t, nodes[0], "bob")
+	waitSeen(t, nodes[1], "alice")
+	if err := a.RegisterMedia(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	call(t, a, b)
+	exchange(t, a, b, 2)
+}

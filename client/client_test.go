@@ -91,6 +91,8 @@ func TestEveryReply(t *testing.T) {
 func everyReply(t *testing.T, on [3]*server, ka, kb kind) {
 	ctx := context.Background()
 	a, b := on[0].onlineAs(t, "alice", ka), on[1].onlineAs(t, "bob", kb)
+	on[0].waitLocated(t, b)
+	on[1].waitLocated(t, a)
 
 	// lookup
 	if ok, err := a.Lookup(ctx, "bob"); err != nil || !ok {
@@ -116,6 +118,8 @@ func everyReply(t *testing.T, on [3]*server, ka, kb kind) {
 	if err := c.RegisterMedia(ctx); err != nil {
 		t.Fatal(err)
 	}
+	on[0].waitLocated(t, c)
+	on[1].waitLocated(t, c)
 
 	// ring, busy while ringing, reject
 	expectCall(t, a, "bob", client.Available)
@@ -174,6 +178,7 @@ func everyReply(t *testing.T, on [3]*server, ka, kb kind) {
 	// bob logs in again with the caller's kind of client: the old
 	// session ends, the new one calls
 	b2 := on[2].onlineAs(t, "bob", ka)
+	on[0].waitLocated(t, b2)
 	expectClosed(t, b)
 	call(t, a, b2)
 	exchange(t, a, b2, 1)

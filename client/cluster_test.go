@@ -51,6 +51,23 @@ func waitNodes(t *testing.T, nodes []*server, alive int) {
 	}
 }
 
+// waitLocated waits until this server's node knows where c's session is
+// (its presence cache has caught up with c's login on another node). A
+// single server knows at once.
+func (s *server) waitLocated(t *testing.T, c *client.Client) {
+	t.Helper()
+	if s.Node == nil {
+		return
+	}
+	for range 500 {
+		if loc, ok := s.Node.Lookup(c.User()); ok && strconv.FormatUint(uint64(loc.Session), 10) == c.SessionID() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: %s's session %s never seen", s.Node.Node(), c.User(), c.SessionID())
+}
+
 // waitSeen waits until node sees user online somewhere (its presence cache
 // has caught up with a login elsewhere).
 func waitSeen(t *testing.T, node *server, user string) {
@@ -227,4 +244,50 @@ func TestNATSLossAndReturn(t *testing.T) {
 	}
 	call(t, a, b)
 	exchange(t, a, b, 2)
+}
+
+// An upgrade: the old process drains while the new one serves. Idle users
+// move to the new process; a call between a user on the old process and
+// one on the new goes on, media both ways, until it is hung up; then the
+// drain ends.
+func TestDrainAcrossNodes(t *testing.T) {
+	nodes, _ := startCluster(t, 2, core.Config{})
+	old, fresh := nodes[0], nodes[1]
+	idle := old.online(t, "alice", client.TCP)
+	c, d := old.online(t, "carol", client.QUIC), fresh.online(t, "dave", client.TCP)
+	old.waitLocated(t, d)
+	call(t, c, d)
+
+	old.Legacy.CloseListeners()
+	old.QUIC.CloseListeners()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		old.Core.Shutdown(ctx)
+	}()
+	expectClosed(t, idle) // idle sessions leave the old process at once
+	a := fresh.online(t, "alice", client.QUIC)
+	b := fresh.online(t, "bob", client.QUICDatagram)
+	call(t, a, b)
+	exchange(t, a, b, 1)
+	for range 3 {
+		exchange(t, c, d, 2)
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-drained:
+		t.Fatal("the drain ended with a call in progress")
+	default:
+	}
+	if err := d.End(context.Background(), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, c, client.Ended, "dave")
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drain did not end after the last call")
+	}
 }

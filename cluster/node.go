@@ -336,11 +336,11 @@ func (n *Node) Start(c Core) error {
 	}
 	// Signals are never dropped: the callback only queues them.
 	n.sigSub.SetPendingLimits(-1, -1)
-	if n.medSub, err = n.nc.Subscribe(n.medPfx+"*", n.onMedia); err != nil {
+	if n.medSub, err = n.nc.Subscribe(n.medPfx+"*", n.mediaHandler(n.medPfx, c.DeliverMedia)); err != nil {
 		return fmt.Errorf("cluster: subscribe media: %w", err)
 	}
 	n.medSub.SetPendingLimits(mediaPendMsgs, mediaPendSize)
-	if n.fromSub, err = n.nc.Subscribe(n.fromPfx+"*", n.onMediaFrom); err != nil {
+	if n.fromSub, err = n.nc.Subscribe(n.fromPfx+"*", n.mediaHandler(n.fromPfx, c.RelayMedia)); err != nil {
 		return fmt.Errorf("cluster: subscribe media: %w", err)
 	}
 	n.fromSub.SetPendingLimits(mediaPendMsgs, mediaPendSize)

@@ -109,29 +109,21 @@ func (n *Node) publishMedia(prefix, node string, sid wire.SessionID, frame []byt
 	}
 }
 
-// onMedia delivers a frame from another node, on the media subscription's
-// goroutine. A Core that stalls here makes frames pile up in the
+// mediaHandler returns the callback of a media subscription whose
+// subjects are prefix followed by a session id: it hands each frame to
+// deliver (the core's DeliverMedia or RelayMedia), on the subscription's
+// goroutine. A core that stalls there makes frames pile up in the
 // subscription, up to its pending limits; beyond them NATS drops them
-// (counted as slow_consumer), so no more than about 2048 frames (40 s of one
-// call's 20 ms frames, well under a second of 100 calls') wait.
-func (n *Node) onMedia(m *nats.Msg) {
-	sid, ok := parseMediaSubject(m.Subject, n.medPfx)
-	if !ok {
-		return
+// (counted as slow_consumer), so no more than about 2048 frames (40 s of
+// one call's 20 ms frames, well under a second of 100 calls') wait.
+func (n *Node) mediaHandler(prefix string, deliver func(wire.SessionID, []byte)) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		sid, ok := parseMediaSubject(m.Subject, prefix)
+		if !ok {
+			return
+		}
+		n.stats.medRecv.Add(1)
+		n.stats.medRecvBytes.Add(uint64(len(m.Data)))
+		deliver(sid, m.Data)
 	}
-	n.stats.medRecv.Add(1)
-	n.stats.medRecvBytes.Add(uint64(len(m.Data)))
-	n.core.DeliverMedia(sid, m.Data)
-}
-
-// onMediaFrom hands the core a frame that a client of this node sent
-// through another node, on fromSub's goroutine (pending limits as onMedia).
-func (n *Node) onMediaFrom(m *nats.Msg) {
-	sid, ok := parseMediaSubject(m.Subject, n.fromPfx)
-	if !ok {
-		return
-	}
-	n.stats.medRecv.Add(1)
-	n.stats.medRecvBytes.Add(uint64(len(m.Data)))
-	n.core.RelayMedia(sid, m.Data)
 }

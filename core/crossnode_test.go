@@ -77,30 +77,28 @@ func (n *testNode) Lookup(user string) (Location, bool) {
 	return loc, ok
 }
 
-func (n *testNode) Signal(node string, sig Signal) {
+// on returns node's bus member, nil if it is not on the bus.
+func (n *testNode) on(node string) *testNode {
 	n.bus.mu.Lock()
-	dst := n.bus.nodes[node]
-	n.bus.mu.Unlock()
-	if dst != nil {
+	defer n.bus.mu.Unlock()
+	return n.bus.nodes[node]
+}
+
+func (n *testNode) Signal(node string, sig Signal) {
+	if dst := n.on(node); dst != nil {
 		dst.in <- busSignal{n.id, sig}
 	}
 }
 
 func (n *testNode) Media(node string, to wire.SessionID, frame []byte) error {
-	n.bus.mu.Lock()
-	dst := n.bus.nodes[node]
-	n.bus.mu.Unlock()
-	if dst != nil {
+	if dst := n.on(node); dst != nil {
 		dst.srv.DeliverMedia(to, bytes.Clone(frame))
 	}
 	return nil
 }
 
 func (n *testNode) MediaFrom(node string, from wire.SessionID, frame []byte) error {
-	n.bus.mu.Lock()
-	dst := n.bus.nodes[node]
-	n.bus.mu.Unlock()
-	if dst != nil {
+	if dst := n.on(node); dst != nil {
 		dst.srv.RelayMedia(from, bytes.Clone(frame))
 	}
 	return nil

@@ -43,11 +43,15 @@ func (ep *mediaEndpoint) readLoop() error {
 // relayFrom hands what sess's client sent to its call partner, or discards
 // it while there is no answered call.
 func (s *Server) relayFrom(sess *Session, msg []byte) {
-	peer := sess.relayTo.Load()
-	if peer == nil {
-		return
+	if peer := sess.relayTo.Load(); peer != nil {
+		s.deliver(peer, msg)
 	}
-	dst := peer.mediaNow.Load()
+}
+
+// deliver hands msg to sess's media endpoint: a direct write if it can take
+// one now, else its queue.
+func (s *Server) deliver(sess *Session, msg []byte) {
+	dst := sess.mediaNow.Load()
 	if dst == nil {
 		s.metrics.drop(DropPeerGone)
 		return

@@ -291,16 +291,8 @@ func (s *Server) DeliverMedia(to wire.SessionID, frame []byte) {
 	if !ok {
 		return // the call is over on this side
 	}
-	sess := v.(*Session)
 	s.metrics.mediaBytesIn.Add(int64(len(frame)))
-	dst := sess.mediaNow.Load()
-	if dst == nil {
-		s.metrics.drop(DropPeerGone)
-		return
-	}
-	if !dst.writeDirect(frame) {
-		dst.enqueue(newChunk(frame))
-	}
+	s.deliver(v.(*Session), frame)
 }
 
 // Superseded ends local session id because its user logged in on another

@@ -68,18 +68,6 @@ func (s *server) waitLocated(t *testing.T, c *client.Client) {
 	t.Fatalf("%s: %s's session %s never seen", s.Node.Node(), c.User(), c.SessionID())
 }
 
-// waitSeen waits until node sees user online somewhere (its presence cache
-// has caught up with a login elsewhere).
-func waitSeen(t *testing.T, node *server, user string) {
-	t.Helper()
-	for range 500 {
-		if _, ok := node.Node.Lookup(user); ok {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: %s never seen online", node.Node.Node(), user)
-}
 
 // Every reply of PROTOCOL.md with alice, bob and carol on three nodes, for
 // every pairing of client kinds.
@@ -102,7 +90,7 @@ func TestMixedCallsAcrossNodes(t *testing.T) {
 		for _, tb := range trs {
 			t.Run(ta.String()+"-"+tb.String(), func(t *testing.T) {
 				a, b := nodes[0].online(t, "alice", ta), nodes[1].online(t, "bob", tb)
-				waitSeen(t, nodes[0], "bob")
+				nodes[0].waitLocated(t, b)
 				call(t, a, b)
 				exchange(t, a, b, 4)
 				if err := a.End(context.Background(), "bob"); err != nil {
@@ -133,7 +121,7 @@ func TestSplitLegacyConnections(t *testing.T) {
 	for _, tr := range []client.Transport{client.TCP, client.QUIC, client.QUICDatagram} {
 		t.Run(tr.String(), func(t *testing.T) {
 			b := nodes[2].online(t, "bob", tr)
-			waitSeen(t, nodes[0], "bob")
+			nodes[0].waitLocated(t, b)
 			call(t, a, b)
 			exchange(t, a, b, 4)
 			if err := b.End(ctx, "alice"); err != nil {
@@ -148,7 +136,7 @@ func TestSplitLegacyConnections(t *testing.T) {
 	}
 	// The split media connection dies in a call: the peer is told.
 	b := nodes[2].online(t, "bob", client.QUIC)
-	waitSeen(t, nodes[0], "bob")
+	nodes[0].waitLocated(t, b)
 	call(t, a, b)
 	a.Media().Close()
 	expectEvent(t, b, client.Dropped, "alice")
@@ -199,8 +187,8 @@ func TestNodeLossAcrossNodes(t *testing.T) {
 	nodes, _ := startCluster(t, 3, core.Config{})
 	a, b := nodes[0].online(t, "alice", client.TCP), nodes[1].online(t, "bob", client.QUIC)
 	c, d := nodes[0].online(t, "carol", client.QUIC), nodes[2].online(t, "dave", client.TCP)
-	waitSeen(t, nodes[0], "bob")
-	waitSeen(t, nodes[0], "dave")
+	nodes[0].waitLocated(t, b)
+	nodes[0].waitLocated(t, d)
 	call(t, a, b)
 	call(t, c, d)
 	killed := time.Now()
@@ -212,6 +200,7 @@ func TestNodeLossAcrossNodes(t *testing.T) {
 	t.Logf("the peer of a user on the dead node got call|drop %v after the kill", time.Since(killed).Round(time.Millisecond))
 	exchange(t, c, d, 2) // the call between the other two nodes goes on
 	b2 := nodes[2].online(t, "bob", client.QUIC)
+	nodes[0].waitLocated(t, b2)
 	call(t, a, b2)
 	exchange(t, a, b2, 1)
 }
@@ -222,7 +211,7 @@ func TestNATSLossAndReturn(t *testing.T) {
 	nodes, ns := startCluster(t, 2, core.Config{})
 	a, b := nodes[0].online(t, "alice", client.TCP), nodes[1].online(t, "bob", client.QUICDatagram)
 	c := nodes[0].online(t, "carol", client.QUIC)
-	waitSeen(t, nodes[0], "bob")
+	nodes[0].waitLocated(t, b)
 	call(t, a, b)
 	ns.Stop()
 	expectEvent(t, a, client.Dropped, "bob")
@@ -237,8 +226,8 @@ func TestNATSLossAndReturn(t *testing.T) {
 
 	ns.Restart(true) // a fresh, empty server on the same port
 	waitNodes(t, nodes, 1)
-	waitSeen(t, nodes[0], "bob")
-	waitSeen(t, nodes[1], "alice")
+	nodes[0].waitLocated(t, b)
+	nodes[1].waitLocated(t, a)
 	if err := a.RegisterMedia(context.Background()); err != nil {
 		t.Fatal(err)
 	}

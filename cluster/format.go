@@ -33,6 +33,7 @@ const (
 	mediaPrefix   = "dtcall.media."
 	fromPrefix    = "dtcall.mfrom." // frames a client sent, for its session's node
 	byePayload    = "bye"
+	lostPayload   = "lost " // + a node id: the sender had lost that node, which is heard again
 	maxIDLen      = 64
 	maxNameLen    = maxIDLen - 7 // room for "-" and 6 hex digits
 	maxSigField   = 1024         // longest user name or notice in a signal

@@ -92,8 +92,10 @@ func (n *Node) queueNodeLostLocked(id string) {
 }
 
 // heardLocked records a message from node id and reports whether it just
-// became alive.
-func (n *Node) heardLocked(id string, now time.Time) bool {
+// became alive, and whether this node had lost it: it was slow or cut
+// off, not dead, and must be told (tellLost), so that it ends its halves
+// of the calls this node ended when it lost it.
+func (n *Node) heardLocked(id string, now time.Time) (up, wasLost bool) {
 	p := n.nodes[id]
 	if p == nil {
 		p = &peer{}
@@ -101,11 +103,20 @@ func (n *Node) heardLocked(id string, now time.Time) bool {
 	}
 	p.last = now
 	if p.alive {
-		return false
+		return false, false
 	}
 	p.alive = true
+	_, wasLost = n.lostAt[id]
 	delete(n.lostAt, id)
-	return true
+	return true, wasLost
+}
+
+// tellLost tells node id that this node had lost it (see onHeartbeat).
+// A signal id sends right after it is heard again may reach this node
+// before the notice (another subscription): a call placed in that moment
+// would end with the old ones.
+func (n *Node) tellLost(id string) {
+	n.nc.Publish(n.hbSubj, []byte(lostPayload+id))
 }
 
 // aliveLocked reports whether signals and media can go to node id.
@@ -122,19 +133,28 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 	}
 	now := time.Now()
 	bye := string(m.Data) == byePayload
+	lostMe := string(m.Data) == lostPayload+n.id
 	n.mu.Lock()
-	var up, gone bool
+	var up, wasLost, gone bool
 	if n.connected && !n.closed {
+		if lostMe {
+			// id had lost this node and ended its calls with it: end
+			// ours with id too, though we never lost it.
+			n.queueNodeLostLocked(id)
+		}
 		if bye {
 			if p := n.nodes[id]; p != nil && p.alive {
 				n.loseLocked(id, now)
 				gone = true
 			}
 		} else {
-			up = n.heardLocked(id, now)
+			up, wasLost = n.heardLocked(id, now)
 		}
 	}
 	n.mu.Unlock()
+	if wasLost {
+		n.tellLost(id)
+	}
 	switch {
 	case up:
 		n.log.Info("node up", "peer", id)

@@ -124,7 +124,12 @@ type node = Node
 
 func startNode(t testing.TB, url, name string) testNode {
 	t.Helper()
-	n, err := New(Config{URLs: url, Name: name})
+	return startNodeWith(t, Config{URLs: url, Name: name})
+}
+
+func startNodeWith(t testing.TB, cfg Config) testNode {
+	t.Helper()
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,12 +62,15 @@ func (n *Node) onSignal(m *nats.Msg) {
 	}
 	n.stats.sigRecv.Add(1)
 	n.mu.Lock()
-	up := false
+	up, wasLost := false, false
 	if n.connected && !n.closed {
-		up = n.heardLocked(from, time.Now())
+		up, wasLost = n.heardLocked(from, time.Now())
 	}
 	n.events.push(func(c Core) { c.HandleSignal(from, sig) })
 	n.mu.Unlock()
+	if wasLost {
+		n.tellLost(from)
+	}
 	if up {
 		n.log.Info("node up", "peer", from)
 	}

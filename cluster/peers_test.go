@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dtcall/dtcall/cluster/natstest"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/wire"
 )
@@ -202,4 +203,18 @@ func TestSignalsDroppedWhenLost(t *testing.T) {
 		t.Errorf("signal to a lost node: sent %d, dropped %v", s.SignalsSent, s.SignalsDropped)
 	}
 	_ = wire.SessionID(0)
+}
+
+// A node that was lost but not dead (here: its heartbeats come too seldom)
+// hears that it was lost when it is heard again, and ends its calls with
+// the node that lost it, as that node ended its own.
+func TestLostButAliveIsTold(t *testing.T) {
+	srv := natstest.StartServer(t)
+	a := startNode(t, srv.URL(), "a")
+	slow := startNodeWith(t, Config{URLs: srv.URL(), Name: "slow", Heartbeat: 2 * time.Second, NodeTimeout: 4 * time.Second})
+	waitFor(t, 5*time.Second, "a loses slow", func() bool { return a.core.lostCount(slow.Node()) >= 1 })
+	waitFor(t, 5*time.Second, "slow hears that a lost it", func() bool { return slow.core.lostCount(a.Node()) >= 1 })
+	if s := slow.Stats(); s.NodesAlive != 1 {
+		t.Fatalf("slow sees %d nodes alive, want 1 (it never lost a)", s.NodesAlive)
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dtcall/dtcall/accounts"
 	"github.com/dtcall/dtcall/accounts/autoban"
+	"github.com/dtcall/dtcall/cluster"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/transport/quic"
 	"github.com/dtcall/dtcall/transport/tcp"
@@ -26,6 +27,7 @@ type metricsCollector struct {
 	store   *accounts.Store
 	bans    *autoban.Bans
 	reloads *reloadCounts
+	node    *cluster.Node // nil on a single node: no dtcall_cluster_* families
 }
 
 // reloadCounts counts SIGHUP reloads by outcome.

@@ -15,8 +15,10 @@
 // Other tests run cmd/dtcall processes against dtoperator processes of
 // their own (dtcall_test.go: 40-s file calls, exit codes), kill a party or
 // the server mid-call (liveness_test.go) and hold a 2-minute call between
-// the Java client and a QUIC datagram client (longcall_test.go). They run
-// in parallel with each other, after the tests above.
+// the Java client and a QUIC datagram client (longcall_test.go), and join
+// two dtoperator processes through a real nats-server and call across
+// them, then SIGKILL one (cluster_test.go). They run in parallel with each
+// other, after the tests above.
 package interop
 
 import (

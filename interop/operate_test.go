@@ -351,6 +351,11 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	after := scrape(t, srv.server)
 	checkFamilies(t, after)
+	for name := range after {
+		if strings.HasPrefix(name, "dtcall_cluster_") {
+			t.Errorf("a single node exports %s", name)
+		}
+	}
 
 	for _, want := range []struct {
 		name   string
@@ -494,7 +499,20 @@ var families = func() []family {
 // and exactly its series, and the process and Go runtime collectors.
 func checkFamilies(t *testing.T, m metricSet) {
 	t.Helper()
-	for _, f := range families {
+	checkFamilyList(t, m, families)
+	for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+		"go_goroutines", "go_memstats_alloc_bytes", "go_gc_duration_seconds"} {
+		if m[name] == nil {
+			t.Errorf("no metric family %s (process and Go collectors)", name)
+		}
+	}
+}
+
+// checkFamilyList checks that m has each of fs with its type and exactly
+// its series.
+func checkFamilyList(t *testing.T, m metricSet, fs []family) {
+	t.Helper()
+	for _, f := range fs {
 		mf := m[f.name]
 		if mf == nil {
 			t.Errorf("no metric family %s", f.name)
@@ -526,12 +544,6 @@ func checkFamilies(t *testing.T, m metricSet) {
 		slices.Sort(want)
 		if !slices.Equal(got, want) {
 			t.Errorf("%s has the series %q, want %q", f.name, got, want)
-		}
-	}
-	for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
-		"go_goroutines", "go_memstats_alloc_bytes", "go_gc_duration_seconds"} {
-		if m[name] == nil {
-			t.Errorf("no metric family %s (process and Go collectors)", name)
 		}
 	}
 }

@@ -79,6 +79,16 @@ type Config struct {
 	// process can start on them while this one drains (reuseport.go).
 	ReusePort bool
 
+	// "nats": the NATS URLs of the cluster, normalized and joined by ","
+	// (cluster.go); "" = a single node with the in-memory directory.
+	NATS string
+	Node string // "node": this node's name; "" = the host name
+	// "nats_creds", "nats_user", "nats_password_file", "nats_ca",
+	// "nats_cert", "nats_key": how to authenticate to NATS; paths only,
+	// the password is read from its file at start.
+	NATSCreds, NATSUser, NATSPasswordFile string
+	NATSCA, NATSCert, NATSKey             string
+
 	File string // the config file that was loaded, "" if none
 }
 
@@ -166,17 +176,19 @@ func loadConfigTo(w io.Writer, args, environ []string) (Config, []string, error)
 }
 
 // warnings returns what an operator should hear about a valid config: demo
-// accounts, or a users file without accounts. A users file that does not
-// parse is not reported here; loading the accounts fails with the error.
+// accounts, a users file without accounts, or cluster keys without "nats".
+// A users file that does not parse is not reported here; loading the
+// accounts fails with the error.
 func (c Config) warnings() []string {
+	w := c.clusterWarnings()
 	if c.Users == "" {
-		return []string{"DEMO ACCOUNTS: no users file, so righthand, libprohibited and zapper log in " +
-			"with their publicly known passwords; set users (--users, DTOPERATOR_USERS) for real accounts"}
+		return append(w, "DEMO ACCOUNTS: no users file, so righthand, libprohibited and zapper log in "+
+			"with their publicly known passwords; set users (--users, DTOPERATOR_USERS) for real accounts")
 	}
 	if entries, err := accounts.LoadFile(c.Users); err == nil && len(entries) == 0 {
-		return []string{fmt.Sprintf("users file %s has no accounts: nobody can log in", c.Users)}
+		w = append(w, fmt.Sprintf("users file %s has no accounts: nobody can log in", c.Users))
 	}
-	return nil
+	return w
 }
 
 // envMap turns an environment list into a map; later entries win.

@@ -53,6 +53,8 @@ func newLoader(envs map[string]string) *loader {
 		"login_queue_per_source": accounts.DefaultPerSource,
 		"login_wait":             accounts.DefaultWait.String(),
 		"reuse_port":             false,
+		"nats":                   "",
+		"node":                   "",
 	}
 	// Loading a map from memory can't fail.
 	_ = l.k.Load(confmap.Provider(defaults, "."), nil)
@@ -242,7 +244,7 @@ func (l *loader) config() (Config, error) {
 }
 
 // check validates what no single setting can: the certificate pairs, the
-// files to read and the data folder.
+// files to read, the data folder and the cluster keys (checkCluster).
 func (l *loader) check(c Config) error {
 	pairs := []struct{ cert, key, certPath, keyPath string }{
 		{"public", "private", c.Public, c.Private},
@@ -273,7 +275,7 @@ func (l *loader) check(c Config) error {
 			return fmt.Errorf("%s: %w", l.sources[f.key], err)
 		}
 	}
-	return nil
+	return l.checkCluster(c)
 }
 
 // checkReadable reports whether path can be opened and read.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dtcall/dtcall/accounts"
 	"github.com/dtcall/dtcall/accounts/autoban"
+	"github.com/dtcall/dtcall/cluster"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/transport/quic"
 	"github.com/dtcall/dtcall/transport/tcp"
@@ -26,6 +27,7 @@ type metricsCollector struct {
 	store   *accounts.Store
 	bans    *autoban.Bans
 	reloads *reloadCounts
+	node    *cluster.Node // nil on a single node: no dtcall_cluster_* families
 }
 
 // reloadCounts counts SIGHUP reloads by outcome.
@@ -61,6 +63,29 @@ var (
 	descAutobanBans   = desc("dtcall_autoban_bans_total", "Bans imposed for failed logins since start.")
 )
 
+// The cluster families, exported only when the server is a node of a
+// cluster (setting "nats"), from cluster.Node.Stats and core RemoteCalls.
+var (
+	descClusterCalls       = desc("dtcall_cluster_calls_active", "Answered calls in progress with a party on another node.")
+	descClusterFrames      = desc("dtcall_cluster_media_frames_total", "Media frames between this node and the others: in from them, out to them.", "direction")
+	descClusterBytes       = desc("dtcall_cluster_media_bytes_total", "Media bytes between this node and the others, by direction.", "direction")
+	descClusterMediaDrops  = desc("dtcall_cluster_media_dropped_total", "Media frames to or from other nodes dropped, by reason.", "reason")
+	descClusterSignals     = desc("dtcall_cluster_signals_total", "Call signals between this node and the others, by direction.", "direction")
+	descClusterSignalDrops = desc("dtcall_cluster_signals_dropped_total", "Call signals to other nodes not sent, by reason.", "reason")
+	descClusterConnected   = desc("dtcall_cluster_nats_connected", "1 while the node is connected to NATS, else 0.")
+	descClusterReconnects  = desc("dtcall_cluster_nats_reconnects_total", "Reconnections to NATS since start.")
+	descClusterEntries     = desc("dtcall_cluster_presence_entries", "Presence entries: this node's sessions (local), and all nodes' as last watched (all).", "scope")
+	descClusterAlive       = desc("dtcall_cluster_nodes_alive", "Other nodes heard from within the node timeout.")
+	descClusterLost        = desc("dtcall_cluster_nodes_lost_total", "Times another node was declared lost (its calls with this node dropped).")
+)
+
+// clusterDescs are the cluster families, in the README's order.
+var clusterDescs = []*prometheus.Desc{
+	descClusterCalls, descClusterFrames, descClusterBytes, descClusterMediaDrops, descClusterSignals,
+	descClusterSignalDrops, descClusterConnected, descClusterReconnects, descClusterEntries,
+	descClusterAlive, descClusterLost,
+}
+
 // quicDatagramDrop is the drop reason of datagrams the QUIC front dropped
 // on the way in, because the relay lagged behind.
 const quicDatagramDrop = "quic_receive_queue"
@@ -74,6 +99,11 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descAutobanActive, descAutobanBans,
 	} {
 		ch <- d
+	}
+	if m.node != nil {
+		for _, d := range clusterDescs {
+			ch <- d
+		}
 	}
 }
 
@@ -142,6 +172,43 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	bs := m.bans.Stats()
 	gauge(descAutobanActive, float64(bs.Active))
 	counter(descAutobanBans, bs.Bans)
+	if m.node != nil {
+		collectCluster(ch, m.node.Stats(), st.RemoteCalls)
+	}
+}
+
+// collectCluster sends the cluster families of a node's stats; remoteCalls
+// is the core's count of calls with a party on another node.
+func collectCluster(ch chan<- prometheus.Metric, cs cluster.Stats, remoteCalls int64) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descClusterCalls, float64(remoteCalls))
+	counter(descClusterFrames, cs.MediaFramesReceived, "in")
+	counter(descClusterFrames, cs.MediaFramesSent, "out")
+	counter(descClusterBytes, cs.MediaBytesReceived, "in")
+	counter(descClusterBytes, cs.MediaBytesSent, "out")
+	for r, n := range cs.MediaDropped {
+		counter(descClusterMediaDrops, n, r)
+	}
+	counter(descClusterSignals, cs.SignalsReceived, "in")
+	counter(descClusterSignals, cs.SignalsSent, "out")
+	for r, n := range cs.SignalsDropped {
+		counter(descClusterSignalDrops, n, r)
+	}
+	connected := 0.0
+	if cs.Conn == "connected" {
+		connected = 1
+	}
+	gauge(descClusterConnected, connected)
+	counter(descClusterReconnects, cs.Reconnects)
+	gauge(descClusterEntries, float64(cs.EntriesLocal), "local")
+	gauge(descClusterEntries, float64(cs.EntriesTotal), "all")
+	gauge(descClusterAlive, float64(cs.NodesAlive))
+	counter(descClusterLost, cs.NodesLost)
 }
 
 // newRegistry returns a registry with the server's families and the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dtcall/dtcall/accounts"
 	"github.com/dtcall/dtcall/accounts/autoban"
+	"github.com/dtcall/dtcall/cluster"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/transport/quic"
 	"github.com/dtcall/dtcall/transport/tcp"
@@ -30,6 +31,7 @@ type server struct {
 	store   *accounts.Store
 	bans    *autoban.Bans
 	calls   *core.Server
+	node    *cluster.Node // nil without "nats": a single node
 	legacy  *tcp.Server
 	modern  *quic.Server
 	admin   *adminServer // nil without "metrics"
@@ -57,9 +59,27 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		Attempts: cfg.AutobanAttempts, Window: cfg.AutobanWindow, Time: cfg.AutobanTime,
 		Exempt: exemptPrefixes(cfg.AutobanExempt),
 	}, log)
-	s.calls = core.New(core.Config{
+	// The node joins before the core exists (the core's Directory and
+	// Peers), starts right after it, and leaves after the drain: it stays
+	// in the cluster while cross-node calls drain.
+	if s.node, err = joinCluster(cfg, log); err != nil {
+		return err
+	}
+	if s.node != nil {
+		defer s.node.Close()
+	}
+	coreCfg := core.Config{
 		Window: cfg.Window, CommandBurst: cfg.CommandBurst, CommandRate: cfg.CommandRate, Bans: s.bans,
-	}, s.store, log)
+	}
+	if s.node != nil {
+		coreCfg.Directory, coreCfg.Peers = s.node, s.node
+	}
+	s.calls = core.New(coreCfg, s.store, log)
+	if s.node != nil {
+		if err := s.node.Start(s.calls); err != nil {
+			return err
+		}
+	}
 	legacy := certs.legacy(cfg)
 	legacy.MaxHandshakesPerSource, legacy.MaxHandshakes = cfg.TLSHandshakesPerSource, cfg.TLSHandshakesMax
 	legacy.Gate = s.bans // a banned source is closed right after accept, before TLS
@@ -83,7 +103,7 @@ func serve(sigs <-chan os.Signal, s *server) error {
 	defer s.modern.Close()
 	if cfg.Metrics != "" {
 		m := &metricsCollector{core: s.calls, legacy: s.legacy, modern: s.modern, store: s.store,
-			bans: s.bans, reloads: &s.reloads}
+			bans: s.bans, reloads: &s.reloads, node: s.node}
 		if s.admin, err = startAdmin(cfg.Metrics, newRegistry(m), s.readiness, log); err != nil {
 			return err
 		}
@@ -118,6 +138,9 @@ func serve(sigs <-chan os.Signal, s *server) error {
 	if s.admin != nil {
 		ready = append(ready, "metrics", s.admin.addr())
 	}
+	if s.node != nil {
+		ready = append(ready, "node", s.node.Node(), "nats", cfg.NATS)
+	}
 	fds := fdLimit()
 	ready = append(ready, "fd_limit", fds)
 	log.Info("dtoperator ready", ready...)
@@ -145,6 +168,9 @@ wait:
 	close(stopStats)
 	s.drain(sigs)
 	wg.Wait()
+	if s.node != nil {
+		s.node.Close() // after the drain: the cluster hears of this node's calls to the end
+	}
 	log.Info("dtoperator stopped", attrTag, "system", attrDir, "system")
 	return stopErr
 }

@@ -117,6 +117,26 @@ var settings = []setting{
 	boolSetting("reuse_port", "open the ports with SO_REUSEPORT, so that a new dtoperator can start on them "+
 		"while this one drains its calls (Linux only; default false)",
 		func(c *Config) *bool { return &c.ReusePort }),
+	{key: "nats", arg: "urls", usage: `NATS servers of the cluster to join, comma-separated nats:// or tls:// URLs, ` +
+		`e.g. "nats://10.0.0.5:4222,nats://10.0.0.6:4222"; no credentials in them (default "": a single node)`,
+		set: setNATS, get: func(c *Config) any { return c.NATS }},
+	{key: "node", arg: "name", usage: `this server's name in the cluster: letters, digits, '-' and '_' ` +
+		`(default "": the host name)`,
+		set: setNode, get: func(c *Config) any { return c.Node }},
+	stringSetting("nats_creds", "file", `NATS credentials file (JWT and NKey seed) (default "": none)`,
+		func(c *Config) *string { return &c.NATSCreds }),
+	stringSetting("nats_user", "user", `NATS user name, with nats_password_file (default "": none)`,
+		func(c *Config) *string { return &c.NATSUser }),
+	stringSetting("nats_password_file", "file", `file holding nats_user's password, read at start `+
+		`(default "": none)`,
+		func(c *Config) *string { return &c.NATSPasswordFile }),
+	stringSetting("nats_ca", "file", `CA certificate, PEM, that signed the NATS servers' certificates `+
+		`(default "": the system's)`,
+		func(c *Config) *string { return &c.NATSCA }),
+	stringSetting("nats_cert", "file", `client certificate, PEM, for mutual TLS with NATS (set with --nats_key)`,
+		func(c *Config) *string { return &c.NATSCert }),
+	stringSetting("nats_key", "file", "private key, PEM, of nats_cert",
+		func(c *Config) *string { return &c.NATSKey }),
 }
 
 // boolSetting is a setting holding true or false: a TOML boolean, or

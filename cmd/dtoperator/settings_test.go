@@ -22,6 +22,9 @@ var sampleValues = map[string]string{
 	"count":     "5",
 	"cidrs":     "10.0.0.0/8",
 	"bool":      "true",
+	"urls":      "nats://127.0.0.1:4222",
+	"name":      "dt1",
+	"user":      "dtcall",
 }
 
 // TestSettingsCoverConfig checks that each setting stores into one field of
@@ -167,6 +170,10 @@ func TestRestartNeeded(t *testing.T) {
 			c.Command, c.Media, c.QUIC, c.Listen, c.Metrics = 1, 2, 3, "::1", ":1"
 			c.Logs, c.Data, c.KeepAlive, c.Idle = "l", "d", time.Second, time.Second
 		}, []string{"command", "media", "quic", "listen", "metrics", "logs", "data", "keepalive", "idle"}},
+		{"cluster keys", func(c *Config) {
+			c.NATS, c.Node, c.NATSCreds, c.NATSUser = "nats://n:4222", "a", "c", "u"
+			c.NATSPasswordFile, c.NATSCA, c.NATSCert, c.NATSKey = "p", "ca", "crt", "k"
+		}, []string{"nats", "node", "nats_creds", "nats_user", "nats_password_file", "nats_ca", "nats_cert", "nats_key"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -97,3 +97,61 @@ func TestRestartOnSamePorts(t *testing.T) {
 	}
 	b.stop(t)
 }
+
+// TestRestartInCluster: the same upgrade on a node of a cluster. A (node
+// n1, reuse_port, joined to a real nats-server) has a TCP user; B, the new
+// process of n1 (same ports, data folder and name), starts, and a QUIC
+// user logs in on it (QUIC's new connections go to the new process). The
+// two call: a call between the old and the new process, across nodes.
+// A drains on SIGTERM; the call goes on, media both ways and in order,
+// for 2 s, then hangs up; A exits 0.
+func TestRestartInCluster(t *testing.T) {
+	t.Parallel()
+	bin, _ := sharedBuilds(t)
+	cert := testcert.Write(t)
+	pin := pinFile(cert.CertFile)
+	dir := t.TempDir()
+	natsURL := startNATS(t, natsServerBin(t), dir)
+	ra, rb := newAccount("ua"), newAccount("ub")
+	users := writeUsers(t, bin, dir, []account{ra, rb})
+	data := filepath.Join(dir, "data")
+	files := func(name string, ports []int) serverFiles {
+		return serverFiles{users: users, cert: cert.CertFile, key: cert.KeyFile, metrics: true,
+			logs: filepath.Join(dir, "logs-"+name), conf: filepath.Join(dir, name+".conf"), ports: ports,
+			extra: []string{"reuse_port = true", "data = " + data, "nats = " + natsURL, "node = n1"}}
+	}
+	a := startOpServer(t, bin, dir, files("a", nil))
+	caller := online(t, a, client.TCP, pin, ra)
+	metricsPort := freePorts(t, 1)[0]
+	b := startOpServer(t, bin, dir, files("b", []int{a.cmdPort, a.mediaPort, metricsPort}))
+	waitConsole(t, b.server, "steering=2", 1, time.Second)
+	waitMetric(t, a.server, 5*time.Second, exactly(1), "dtcall_cluster_nodes_alive")
+	callee := online(t, b, client.QUIC, pin, rb)
+	waitMetric(t, a.server, 5*time.Second, exactly(2), "dtcall_cluster_presence_entries", "scope", "all")
+	startCall(t, caller, callee)
+	for _, s := range []*opServer{a, b} {
+		waitMetric(t, s.server, 5*time.Second, exactly(1), "dtcall_cluster_calls_active")
+	}
+	media := startMedia(t, caller, callee)
+	time.Sleep(500 * time.Millisecond)
+
+	term := a.signal(t, syscall.SIGTERM)
+	waitStatus(t, a.server, "/readyz", http.StatusServiceUnavailable, atOnce)
+	time.Sleep(2 * time.Second) // the cross-node call goes on while A drains
+	a.mustRun(t)
+	for _, w := range media.finish(t) {
+		t.Logf("%s→%s: %d frames, all in order; longest gap %v since SIGTERM", w.from, w.to, w.sent,
+			w.longestGap(term, time.Now()).Round(time.Millisecond))
+	}
+	noEvents(t, caller)
+	noEvents(t, callee)
+	hung := time.Now()
+	hangUpCall(t, caller, callee)
+	exit := a.waitExit(t, hung, 10*time.Second)
+	t.Logf("A exited 0 %v after the hang-up", exit.Round(time.Millisecond))
+	b.mustRun(t)
+	if err := tryLogin(b.server, client.TCP, pin, ra); err != nil {
+		t.Errorf("log in on B after A exited: %v", err)
+	}
+	b.stop(t)
+}

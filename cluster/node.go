@@ -47,6 +47,7 @@ var (
 	_ core.Directory      = (*Node)(nil)
 	_ core.Peers          = (*Node)(nil)
 	_ core.SessionLocator = (*Node)(nil)
+	_ core.TryPeers       = (*Node)(nil)
 	_ Core                = (*core.Server)(nil)
 )
 

@@ -83,6 +83,23 @@ func (n *Node) Media(node string, to wire.SessionID, frame []byte) error {
 	return n.publishMedia(mediaPrefix, node, to, frame)
 }
 
+// TryMedia sends frame as Media does if that cannot wait on the network:
+// the connection's write buffer has room for it, so nats.go will not
+// flush to the socket from this goroutine (core.TryPeers). Publishes of
+// other goroutines in between may still make it flush, which then is a
+// write into a socket that has been keeping up.
+func (n *Node) TryMedia(node string, to wire.SessionID, frame []byte) (bool, error) {
+	if b, err := n.nc.Buffered(); err != nil || b+len(frame)+tryHeadroom > nats.DefaultWriteBufSize {
+		return false, nil
+	}
+	return true, n.Media(node, to, frame)
+}
+
+// tryHeadroom is what a media message's protocol line may add to its frame
+// in the write buffer: "PUB dtcall.media.<id>.<sid> <size>\r\n" and the
+// final "\r\n".
+const tryHeadroom = 128
+
 // MediaFrom sends a frame that the client of session from sent through a
 // media connection of this node, to from's node (core.Peers). It drops as
 // Media does.

@@ -41,6 +41,17 @@ type Peers interface {
 	MediaFrom(node string, from wire.SessionID, frame []byte) error
 }
 
+// TryPeers is implemented by Peers that can tell, without waiting, that a
+// frame would go out at once (nothing to flush to the network first): the
+// relay then sends a cross-node frame from the sender's goroutine, as it
+// writes a local one directly (transport.TryWriter), instead of waking
+// the remote party's writer for it.
+type TryPeers interface {
+	// TryMedia sends the frame as Media does if it can now, and reports
+	// whether it did; an error means it tried and failed.
+	TryMedia(node string, to wire.SessionID, frame []byte) (bool, error)
+}
+
 // SessionLocator is implemented by a clustered Directory: it finds the
 // node of a session id, for a legacy media connection that registers on
 // another node than its session's (no balancer affinity).

@@ -355,6 +355,16 @@ type peerMedia struct {
 	to    wire.SessionID
 	from  bool // frames from the client of session to, for its node (MediaFrom)
 	gate  *gate
+	try   TryPeers // peers, if it takes direct sends (TryWriteMedia)
+}
+
+// TryWriteMedia sends p from the sender's goroutine if the cluster can
+// send it without waiting (transport.TryWriter).
+func (m *peerMedia) TryWriteMedia(p []byte) (bool, error) {
+	if m.gate.closed() {
+		return false, errPeerMediaClosed
+	}
+	return m.try.TryMedia(m.node, m.to, p)
 }
 
 var errPeerMediaClosed = errors.New("remote party's media closed")

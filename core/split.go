@@ -132,6 +132,10 @@ func (s *Server) newPeerEndpoint(sess *Session, conn *peerMedia, datagram bool) 
 		queue:    make(chan *chunk, s.cfg.MediaQueue),
 		split:    conn.node,
 	}
+	if tp, ok := s.cfg.Peers.(TryPeers); ok && !conn.from {
+		conn.try = tp
+		ep.direct = conn
+	}
 	go func() {
 		ep.writeLoop()
 		ep.discardQueued()

@@ -130,16 +130,68 @@ func (n *Node) workLoop() {
 			return
 		case <-n.ops.ready:
 		}
-		for _, o := range n.ops.take() {
+		ops := n.ops.take()
+		for len(ops) > 0 {
 			select {
 			case <-n.stop:
 				return
 			default:
 			}
-			n.do(o, putRevs)
+			// Puts in a row go out together: a login storm must not wait
+			// for one round trip to JetStream per login (see putAll).
+			k := 0
+			for k < len(ops) && ops[k].kind == opPut {
+				k++
+			}
+			if k > 1 {
+				n.putAll(ops[:k], putRevs)
+				ops = ops[k:]
+				continue
+			}
+			n.do(ops[0], putRevs)
+			ops = ops[1:]
 		}
 	}
 }
+
+// putAll publishes the puts at once, as a KeyValue.Put would each (a
+// message on the bucket's subject for the key), then takes their
+// acknowledgements in order: the revision of each is its stream sequence.
+// JetStream keeps the order of one connection's publishes, so a later op
+// on the same user still comes after.
+func (n *Node) putAll(ops []op, putRevs map[string]localEntry) {
+	if !n.ready() {
+		return // the next sync puts them
+	}
+	futs := make([]jetstream.PubAckFuture, 0, len(ops))
+	for _, o := range ops {
+		f, err := n.js.PublishAsync(kvSubjectPrefix+userKey(o.user), encodePresence(presence{Node: n.id, Session: o.sid}))
+		if err != nil {
+			n.failed("put", err)
+			break
+		}
+		futs = append(futs, f)
+	}
+	timeout := time.NewTimer(opTimeout)
+	defer timeout.Stop()
+	for i, f := range futs {
+		select {
+		case ack := <-f.Ok():
+			n.putDone(ops[i], ack.Sequence, putRevs)
+		case err := <-f.Err():
+			n.failed("put", err)
+		case <-timeout.C:
+			n.failed("put", context.DeadlineExceeded)
+			return
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+// kvSubjectPrefix is the subject prefix of the bucket's keys (JetStream's
+// key-value convention, "$KV.<bucket>.<key>").
+const kvSubjectPrefix = "$KV." + bucketName + "."
 
 func (n *Node) do(o op, putRevs map[string]localEntry) {
 	switch o.kind {
@@ -184,6 +236,13 @@ func (n *Node) put(o op, putRevs map[string]localEntry) {
 		n.failed("put", err)
 		return
 	}
+	n.putDone(o, rev, putRevs)
+}
+
+// putDone records the revision of a put of this node's entry, and ends
+// the session at once if the bucket already holds a newer login of the
+// user from another node.
+func (n *Node) putDone(o op, rev uint64, putRevs map[string]localEntry) {
 	n.stats.presencePuts.Add(1)
 	putRevs[o.user] = localEntry{sid: o.sid, rev: rev}
 	n.mu.Lock()

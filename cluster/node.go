@@ -48,6 +48,7 @@ var (
 	_ core.Peers          = (*Node)(nil)
 	_ core.SessionLocator = (*Node)(nil)
 	_ core.TryPeers       = (*Node)(nil)
+	_ core.Resolver       = (*Node)(nil)
 	_ Core                = (*core.Server)(nil)
 )
 
@@ -131,6 +132,7 @@ type Node struct {
 	syncQueued      bool      // an opSync waits in ops
 	upSince         time.Time // when the current watcher finished its replay (zero: not yet)
 	watchGen        uint64    // the current watcher; older ones' entries are ignored
+	bucket          jetstream.KeyValue // n.kv, for Resolve's reads from other goroutines
 	local           map[string]*localEntry
 	entries         map[string]entry // the bucket as the watcher shows it, by user
 	nodes           map[string]*peer // other nodes heard from since the last (re)connect

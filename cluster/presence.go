@@ -86,6 +86,29 @@ func (n *Node) Lookup(user string) (core.Location, bool) {
 	return core.Location{}, false
 }
 
+// Resolve reads user's entry from the bucket itself (core.Resolver), for a
+// lookup that found nobody: the watcher may not have delivered a login on
+// another node of a moment ago. A newer entry than the cache's is applied
+// as the watcher will apply it.
+func (n *Node) Resolve(ctx context.Context, user string) {
+	n.mu.Lock()
+	kv, gen := n.bucket, n.watchGen
+	ok := n.synced && n.connected
+	n.mu.Unlock()
+	if !ok || kv == nil {
+		return
+	}
+	e, err := kv.Get(ctx, userKey(user))
+	if err != nil {
+		return // not found (offline), or the bucket cannot answer now
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if cur, seen := n.entries[user]; n.watchGen == gen && (!seen || cur.rev < e.Revision()) {
+		n.applyLocked(e)
+	}
+}
+
 // LocateSession returns the node of session id (core.SessionLocator): ""
 // for this node's, the node id for another live node's.
 func (n *Node) LocateSession(id wire.SessionID) (string, bool) {
@@ -311,6 +334,7 @@ func (n *Node) sync() {
 	}
 	n.kv, n.watcher, n.watchCancel = kv, w, wcancel
 	n.mu.Lock()
+	n.bucket = kv
 	n.watchGen++
 	gen := n.watchGen
 	clear(n.entries)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -107,5 +108,29 @@ func TestSimultaneousLogins(t *testing.T) {
 	}
 	if s := a.Stats().Superseded + b.Stats().Superseded; s != rounds {
 		t.Errorf("superseded %d sessions in %d rounds", s, rounds)
+	}
+}
+
+// Resolve finds an entry the cache does not hold (here: removed from it,
+// as if the watcher had not delivered it yet) in the bucket itself.
+func TestResolveReadsTheBucket(t *testing.T) {
+	_, ns := startCluster(t, 2)
+	a, b := ns[0], ns[1]
+	a.Register("zoe", 9)
+	want := core.Location{Node: a.Node(), Session: 9}
+	waitFor(t, 5*time.Second, "b sees zoe", lookupIs(b, "zoe", want))
+	b.mu.Lock()
+	delete(b.entries, "zoe")
+	b.mu.Unlock()
+	if _, ok := b.Lookup("zoe"); ok {
+		t.Fatal("zoe still in b's cache")
+	}
+	b.Resolve(context.Background(), "zoe")
+	if got, ok := b.Lookup("zoe"); !ok || got != want {
+		t.Fatalf("after Resolve: %v, %v; want %v", got, ok, want)
+	}
+	b.Resolve(context.Background(), "nobody") // not in the bucket: nothing
+	if _, ok := b.Lookup("nobody"); ok {
+		t.Fatal("nobody found")
 	}
 }

@@ -1,6 +1,8 @@
 package core
 
 import (
+	"context"
+
 	"github.com/dtcall/dtcall/wire"
 )
 
@@ -50,6 +52,16 @@ type TryPeers interface {
 	// TryMedia sends the frame as Media does if it can now, and reports
 	// whether it did; an error means it tried and failed.
 	TryMedia(node string, to wire.SessionID, frame []byte) (bool, error)
+}
+
+// Resolver is implemented by a clustered Directory whose lookups answer
+// from a cache that follows the other nodes a moment late: Resolve asks
+// the source itself about user, so that a call to someone who logged in
+// on another node a moment ago finds them. The core calls it with no lock
+// held, when a lookup found nobody; it may wait on the network (ctx
+// bounds it).
+type Resolver interface {
+	Resolve(ctx context.Context, user string)
 }
 
 // SessionLocator is implemented by a clustered Directory: it finds the

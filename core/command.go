@@ -301,6 +301,9 @@ func (c *commandConn) handle(ctx context.Context, msg []byte) {
 	case cmd.Verb == wire.Lookup:
 		c.send(wire.LookupReply(s.now(), cmd.Arg, s.accounts.Exists(cmd.Arg)))
 	default:
+		if cmd.Verb == wire.Call {
+			s.resolveCallee(ctx, cmd.Arg)
+		}
 		s.mu.Lock()
 		refusal := s.dispatchLocked(c.sess, cmd)
 		s.unlock()

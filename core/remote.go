@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -39,6 +40,27 @@ type outSignal struct {
 // isRemote reports whether loc is on another node.
 func (s *Server) isRemote(loc Location) bool {
 	return s.cfg.Peers != nil && loc.Node != "" && loc.Node != s.cfg.Peers.Node()
+}
+
+// resolveWait bounds how long a call waits for the cluster's directory to
+// look up a callee it does not know yet (Resolver).
+const resolveWait = 250 * time.Millisecond
+
+// resolveCallee asks a clustered directory that does not know user
+// online to look at its source, before a call to user is placed: user may
+// have logged in on another node a moment ago. Only for existing users;
+// no lock is held.
+func (s *Server) resolveCallee(ctx context.Context, user string) {
+	r, ok := s.cfg.Directory.(Resolver)
+	if !ok || s.cfg.Peers == nil {
+		return
+	}
+	if _, online := s.cfg.Directory.Lookup(user); online || !s.accounts.Exists(user) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, resolveWait)
+	defer cancel()
+	r.Resolve(ctx, user)
 }
 
 // signalLocked queues sig for node; unlock sends it, in order.

@@ -128,10 +128,10 @@ type Node struct {
 	// guarded by mu:
 	started, closed bool
 	connected       bool
-	synced          bool      // the bucket is bound and the watcher replays it
-	syncQueued      bool      // an opSync waits in ops
-	upSince         time.Time // when the current watcher finished its replay (zero: not yet)
-	watchGen        uint64    // the current watcher; older ones' entries are ignored
+	synced          bool               // the bucket is bound and the watcher replays it
+	syncQueued      bool               // an opSync waits in ops
+	upSince         time.Time          // when the current watcher finished its replay (zero: not yet)
+	watchGen        uint64             // the current watcher; older ones' entries are ignored
 	bucket          jetstream.KeyValue // n.kv, for Resolve's reads from other goroutines
 	local           map[string]*localEntry
 	entries         map[string]entry // the bucket as the watcher shows it, by user

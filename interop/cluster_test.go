@@ -161,9 +161,17 @@ type clusterAgent struct {
 //   - android2017 (DHE) on a calls java-default on b, media both ways, and
 //     the other way round;
 //   - a Go QUIC datagram client on b calls java-default on a;
-//   - with a call up between a user on a and one on b, b is SIGKILLed: the
-//     party on a is told call|drop within fastFail; the user of b logs in
-//     on a at once and is called there.
+//   - Java agents whose media connections are on the other node than their
+//     command connections (android2017 and java-default with commands on a
+//     and media on b, java-default with commands on b and media on a) run
+//     the interop matrix's scenarios across the nodes, both ways: every
+//     reply and every frame as on one node;
+//   - with a call up between a user on a and one on b, and a call local to
+//     a (Go TCP and QUIC clients, media both ways), b is SIGKILLed: the
+//     party on a is told call|drop within fastFail; the local call goes
+//     on, every frame in order and no gap over maxMediaGap; a forgets b
+//     and its users; the user of b logs in on a at once and is called
+//     there.
 func TestClusterInterop(t *testing.T) {
 	t.Parallel()
 	jdk := needJDK(t)
@@ -172,7 +180,7 @@ func TestClusterInterop(t *testing.T) {
 	dir := t.TempDir()
 	classes := compileClient(t, jdk, dir)
 	var accts []account
-	for _, n := range []string{"ca", "cb", "ga", "gb", "la", "lb"} {
+	for _, n := range []string{"ca", "cb", "ga", "gb", "la", "lb", "sa", "sb", "sc", "pa", "pb", offline} {
 		accts = append(accts, newAccount(n))
 	}
 	users := writeUsers(t, bin, dir, accts)
@@ -189,33 +197,45 @@ func TestClusterInterop(t *testing.T) {
 		waitMetric(t, s.server, 10*time.Second, exactly(1), "dtcall_cluster_nodes_alive")
 	}
 	envs := map[*opServer]*matrixEnv{}
-	hosts := map[*opServer]*javaHost{}
+	// hosts[s] has its agents' command and media connections on s;
+	// splitHosts[s] has the command connections on s and the media
+	// connections on the other node, as a balancer without affinity may.
+	hosts, splitHosts := map[*opServer]*javaHost{}, map[*opServer]*javaHost{}
+	other := map[*opServer]*opServer{a: b, b: a}
 	for _, s := range []*opServer{a, b} {
 		envs[s] = &matrixEnv{srv: s.server, certFile: cert, java: jdk.java, classes: classes, accts: accts,
 			goTLS: map[goTransport]string{}, javaTLS: map[string]string{}}
-		h, err := startJavaHost(envs[s])
-		if err != nil {
-			t.Fatal(err)
-		}
-		hosts[s] = h
-		t.Cleanup(func() {
-			if why := h.stop(); why != "" {
-				t.Errorf("java agent host: %s", why)
+		split := &matrixEnv{srv: &server{cmdPort: s.cmdPort, mediaPort: other[s].mediaPort},
+			certFile: cert, java: jdk.java, classes: classes, accts: accts}
+		for _, h := range []struct {
+			env *matrixEnv
+			m   map[*opServer]*javaHost
+		}{{envs[s], hosts}, {split, splitHosts}} {
+			jh, err := startJavaHost(h.env)
+			if err != nil {
+				t.Fatal(err)
 			}
-		})
+			h.m[s] = jh
+			t.Cleanup(func() {
+				if why := jh.stop(); why != "" {
+					t.Errorf("java agent host: %s", why)
+				}
+			})
+		}
 	}
-	// login makes an agent of kind (a Java profile, or "go-dgram") on s
-	// and waits until every live node has its presence entry.
+	// loginVia makes an agent of kind (a Java profile of host h, or
+	// "go-dgram") whose command connection is on s, and waits until every
+	// live node has its presence entry.
 	entries, live := 0.0, []*opServer{a, b}
 	top := t // agents live to the end of the test; the hosts stop after them
-	login := func(t *testing.T, s *opServer, kind, user string) *clusterAgent {
+	loginVia := func(t *testing.T, s *opServer, h *javaHost, kind, user string) *clusterAgent {
 		t.Helper()
 		var ag agent
 		if kind == "go-dgram" {
 			ag = envs[s].newGoAgent(goDatagram)
 		} else {
 			var err error
-			if ag, err = hosts[s].newAgent(kind); err != nil {
+			if ag, err = h.newAgent(kind); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -229,6 +249,22 @@ func TestClusterInterop(t *testing.T) {
 			waitMetric(t, n.server, 5*time.Second, atLeast(entries), "dtcall_cluster_presence_entries", "scope", "all")
 		}
 		return &clusterAgent{agent: ag, user: user, sid: sid, kind: kind}
+	}
+	login := func(t *testing.T, s *opServer, kind, user string) *clusterAgent {
+		t.Helper()
+		return loginVia(t, s, hosts[s], kind, user)
+	}
+	// logout closes agents and waits until every live node has dropped
+	// their entries.
+	logout := func(t *testing.T, ags ...*clusterAgent) {
+		t.Helper()
+		for _, ag := range ags {
+			ag.close()
+		}
+		entries -= float64(len(ags))
+		for _, n := range live {
+			waitMetric(t, n.server, 5*time.Second, exactly(entries), "dtcall_cluster_presence_entries", "scope", "all")
+		}
 	}
 
 	t.Run("java_across_nodes", func(t *testing.T) {
@@ -244,6 +280,25 @@ func TestClusterInterop(t *testing.T) {
 		gb := login(t, b, "go-dgram", "gb")
 		ga := login(t, a, "java-default", "ga")
 		crossCall(t, gb, ga)
+	})
+	t.Run("split_media_across_nodes", func(t *testing.T) {
+		// sa and sc: command on a, media on b; sb: command on b, media on a.
+		sa := loginVia(t, a, splitHosts[a], "android2017", "sa")
+		sb := loginVia(t, b, splitHosts[b], "java-default", "sb")
+		sc := loginVia(t, a, splitHosts[a], "java-default", "sc")
+		defer logout(t, sa, sb, sc)
+		if got, err := sa.do("tls"); err != nil || got != "TLSv1.2 "+suiteDHE {
+			t.Errorf("android2017 (command on a, media on b) negotiated %q, %v; want TLSv1.2 %s on both", got, err, suiteDHE)
+		}
+		const bound = "media registered for a session of another node"
+		waitConsole(t, b.server, bound, 2, time.Second) // sa's and sc's
+		waitConsole(t, a.server, bound, 1, time.Second) // sb's
+		// Every scenario of the matrix with the callee on the other node
+		// and every party's media on the other node than its commands:
+		// the agents check each reply as on one node. peer-killed kills
+		// the callee, so it runs last, once.
+		splitScenarios(t, &pairRun{a: sa, b: sb, c: sc}, scenarios[:len(scenarios)-1])
+		splitScenarios(t, &pairRun{a: sb, b: sa, c: sc}, scenarios)
 	})
 	before := scrape(t, a.server)
 	checkFamilies(t, before)
@@ -318,6 +373,30 @@ func TestClusterInterop(t *testing.T) {
 		names, secrets = append(names, ac.name), append(secrets, ac.password)
 	}
 	checkLogs(t, filepath.Join(dir, "logs-a"), a.console.String(), names, secrets)
+}
+
+// splitScenarios runs scs in order for p, whose agents are clusterAgents,
+// until the first failure, and logs the row of results.
+func splitScenarios(t *testing.T, p *pairRun, scs []scenario) {
+	t.Helper()
+	ags := [3]*clusterAgent{p.a.(*clusterAgent), p.b.(*clusterAgent), p.c.(*clusterAgent)}
+	for i, ag := range ags {
+		p.users[i], p.sids[i] = ag.user, ag.sid
+	}
+	head := fmt.Sprintf("split media, %s (%s) → %s (%s), third party %s (%s):",
+		ags[0].user, ags[0].kind, ags[1].user, ags[1].kind, ags[2].user, ags[2].kind)
+	row := head
+	defer func() { t.Log(row) }()
+	for _, sc := range scs {
+		s := &script{}
+		sc.run(s, p)
+		if s.err != nil {
+			row += " " + sc.name + " ✗"
+			t.Errorf("%s %s: %v", head, sc.name, s.err)
+			return
+		}
+		row += " " + sc.name + " ✓"
+	}
 }
 
 // crossCall: x calls y, y accepts, frames both ways, x hangs up; both are

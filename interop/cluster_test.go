@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/dtcall/dtcall/client"
 )
 
 // natsBuild is the nats-server binary, built once per test binary into
@@ -331,10 +334,24 @@ func TestClusterInterop(t *testing.T) {
 			t.Fatal(s.err)
 		}
 		waitMetric(t, a.server, time.Second, exactly(1), "dtcall_cluster_calls_active")
+		// A call local to a, media both ways, through b's death.
+		pin := pinFile(cert)
+		pa := online(t, a, client.TCP, pin, account{"pa", envs[a].password("pa")})
+		pb := online(t, a, client.QUIC, pin, account{"pb", envs[a].password("pb")})
+		entries += 2
+		for _, n := range live {
+			waitMetric(t, n.server, 5*time.Second, atLeast(entries), "dtcall_cluster_presence_entries", "scope", "all")
+		}
+		startCall(t, pa, pb)
+		media := startMedia(t, pa, pb)
+		time.Sleep(500 * time.Millisecond)
+
 		killed := time.Now()
 		if err := b.cmd.Process.Kill(); err != nil { // SIGKILL
 			t.Fatal(err)
 		}
+		converged := make(chan convergence, 1)
+		go func() { converged <- watchConvergence(a.server, killed, failBound) }() // ends within failBound
 		if _, err := la.do(fmt.Sprintf("expect call|drop|%s %d", la.sid, failBound.Milliseconds())); err != nil {
 			t.Fatalf("la on a after b was killed: %v", err)
 		}
@@ -346,7 +363,7 @@ func TestClusterInterop(t *testing.T) {
 		lb.close()
 		// b's sessions (cb, gb, lb) are gone; a's stale copies of their
 		// entries may linger a moment, which only makes waits shorter.
-		entries, live = 3, []*opServer{a}
+		entries, live = 5, []*opServer{a} // ca, ga, la, pa, pb
 		// lb logs in on a at once and is called there.
 		relogged := time.Now()
 		lb2 := login(t, a, "java-default", "lb")
@@ -356,6 +373,25 @@ func TestClusterInterop(t *testing.T) {
 			t.Fatal(s.err)
 		}
 		crossCall(t, la, lb2)
+
+		c := <-converged
+		if c.err != nil {
+			t.Error(c.err)
+		} else {
+			t.Logf("presence convergence after b's SIGKILL: a counts no node alive %v later, "+
+				"and none of b's users' entries %v later", c.alive.Round(time.Millisecond), c.entries.Round(time.Millisecond))
+		}
+		// The local call has gone on through the loss and the clean-up of
+		// b's entries; a second more, then every frame must have arrived.
+		time.Sleep(time.Until(killed.Add(c.entries + time.Second)))
+		for _, w := range media.finish(t) {
+			t.Logf("local call on a through b's SIGKILL: %s→%s %d frames, all in order; longest gap %v since the kill, %v over the call",
+				w.from, w.to, w.sent, w.longestGap(killed, time.Now()).Round(time.Millisecond),
+				w.longestGap(time.Time{}, time.Now()).Round(time.Millisecond))
+		}
+		noEvents(t, pa)
+		noEvents(t, pb)
+		hangUpCall(t, pa, pb)
 		m := scrape(t, a.server)
 		if v := m.value(t, "dtcall_cluster_nodes_lost_total"); v != 1 {
 			t.Errorf("a: dtcall_cluster_nodes_lost_total = %v, want 1", v)
@@ -373,6 +409,60 @@ func TestClusterInterop(t *testing.T) {
 		names, secrets = append(names, ac.name), append(secrets, ac.password)
 	}
 	checkLogs(t, filepath.Join(dir, "logs-a"), a.console.String(), names, secrets)
+}
+
+// convergence is how long after another node's SIGKILL a node stopped
+// counting it alive (alive), and then counted none of its users' presence
+// entries (entries); err says what it still counted after the wait.
+type convergence struct {
+	alive, entries time.Duration
+	err            error
+}
+
+// watchConvergence polls s's /metrics from since, for up to d, until
+// dtcall_cluster_nodes_alive is 0 and dtcall_cluster_presence_entries
+// counts s's own sessions only (all = local).
+func watchConvergence(s *server, since time.Time, d time.Duration) convergence {
+	var c convergence
+	var last string
+	for {
+		m, err := fetchMetrics(s)
+		if err == nil {
+			alive := gaugeValue(m, "dtcall_cluster_nodes_alive")
+			all := gaugeValue(m, "dtcall_cluster_presence_entries", "scope", "all")
+			local := gaugeValue(m, "dtcall_cluster_presence_entries", "scope", "local")
+			at := time.Since(since)
+			if c.alive == 0 && alive == 0 {
+				c.alive = at
+			}
+			if c.alive != 0 && all == local {
+				c.entries = at
+				return c
+			}
+			last = fmt.Sprintf("nodes_alive %v, presence entries all %v, local %v", alive, all, local)
+		} else {
+			last = err.Error()
+		}
+		if time.Since(since) > d {
+			c.err = fmt.Errorf("%v after the kill, %s: %s", d, s.metricsAddr, last)
+			return c
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gaugeValue is the value of gauge name{labels} in m, or NaN.
+func gaugeValue(m metricSet, name string, labels ...string) float64 {
+	for _, s := range m[name].GetMetric() {
+		ok := s.Gauge != nil
+		for i := 0; i+1 < len(labels); i += 2 {
+			ok = ok && labelValue(s, labels[i]) == labels[i+1]
+		}
+		if ok {
+			return s.Gauge.GetValue()
+		}
+	}
+	return math.NaN()
 }
 
 // splitScenarios runs scs in order for p, whose agents are clusterAgents,

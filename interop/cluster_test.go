@@ -4,7 +4,9 @@ package interop
 // module, the go.mod tool) and two dtoperator processes joined through it,
 // one users file and one certificate (one service name behind a
 // balancer), with the Java agents and a Go QUIC datagram agent calling
-// across the nodes, then one node SIGKILLed in a call.
+// across the nodes, Java agents whose media connections land on the other
+// node than their commands, then one node SIGKILLed in a call while a
+// call local to the other goes on.
 
 import (
 	"bufio"

@@ -17,7 +17,8 @@
 // the server mid-call (liveness_test.go) and hold a 2-minute call between
 // the Java client and a QUIC datagram client (longcall_test.go), and join
 // two dtoperator processes through a real nats-server and call across
-// them, then SIGKILL one (cluster_test.go). They run in parallel with each
+// them, legacy media on the other node than the commands included, then
+// SIGKILL one while a call local to the other goes on (cluster_test.go). They run in parallel with each
 // other, after the tests above.
 package interop
 

@@ -1383,16 +1383,25 @@ type metricSet map[string]*dto.MetricFamily
 // scrape gets and parses /metrics.
 func scrape(t *testing.T, s *server) metricSet {
 	t.Helper()
+	m, err := fetchMetrics(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// fetchMetrics is scrape for a goroutine that may not fail the test.
+func fetchMetrics(s *server) (metricSet, error) {
 	code, body, err := httpGet(s, "/metrics")
 	if err != nil || code != http.StatusOK {
-		t.Fatalf("/metrics: %d, %v", code, err)
+		return nil, fmt.Errorf("/metrics: %d, %v", code, err)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
-		t.Fatalf("/metrics is not in the Prometheus text format: %v\n%s", err, body)
+		return nil, fmt.Errorf("/metrics is not in the Prometheus text format: %v\n%s", err, body)
 	}
-	return fams
+	return fams, nil
 }
 
 // series is the series of family name with the label pairs given (name,

@@ -451,6 +451,25 @@ func (p *phone) sendMedia(b []byte) {
 	}
 }
 
+// sendMediaOutsideCall sends b while p is in no call and waits until p's
+// home has taken it (and so discarded it). Without the wait, bytes of a
+// split connection may still be on their way from the media node to the
+// home when the next call starts there, and be relayed in that call: the
+// client's two connections are not ordered with each other, on one node
+// either, but there the media read nearly always wins.
+func (p *phone) sendMediaOutsideCall(b []byte) {
+	p.t.Helper()
+	home := p.e.home(p.user).Core
+	want := home.Stats().MediaBytesIn + int64(len(b))
+	p.sendMedia(b)
+	for i := 0; home.Stats().MediaBytesIn < want; i++ {
+		if i == 500 {
+			p.t.Fatalf("%s: the home never took %d media bytes sent outside a call", p.user, len(b))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // readMedia reads exactly n media bytes.
 func (p *phone) readMedia(n int) []byte {
 	p.t.Helper()

@@ -294,7 +294,7 @@ func TestMediaAndReRegistration(t *testing.T) {
 	eachLayout(t, func(t *testing.T, l layout) {
 		e := l.start(t, core.Config{}, tcp.Config{})
 		a, b := e.online("alice", android17), e.online("bob", modern)
-		a.sendMedia([]byte("before the call: discarded"))
+		a.sendMediaOutsideCall([]byte("before the call: discarded"))
 		for round := range 3 {
 			call(t, a, b)
 			// Records of many sizes, up to the TLS maximum: never cut, never
@@ -322,7 +322,7 @@ func TestMediaAndReRegistration(t *testing.T) {
 			b.media.Close()
 			a.registerMedia()
 			b.registerMedia()
-			a.sendMedia([]byte("between calls: discarded"))
+			a.sendMediaOutsideCall([]byte("between calls: discarded"))
 		}
 		// The small records went out from the sender's goroutine (the socket
 		// had room), the big ones through the receiver's queue.

@@ -16,10 +16,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dtcall/dtcall/accounts"
+	"github.com/dtcall/dtcall/cluster/natstest"
 	"github.com/dtcall/dtcall/core"
 	"github.com/dtcall/dtcall/internal/testcert"
 	"github.com/dtcall/dtcall/internal/testserver"
 	"github.com/dtcall/dtcall/transport/tcp"
+	"github.com/dtcall/dtcall/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -38,26 +40,160 @@ zapper $s1$0e0810$3V4SumpOHS9nybc3F1i/OQ==$oTbAFn7wgw0be1a5OMi//kFD3JK7DM3akxk2Y
 
 var samplePasswords = map[string]string{"righthand": "unlucky", "libprohibited": "feedme", "zapper": "railgun"}
 
-// env is one running server.
+// env is one running server, or two nodes of a cluster (layout).
 type env struct {
-	t         testing.TB
+	t      testing.TB
+	layout layout
+	nodes  []*node // one per server; node 0 is also core, front, cmdAddr and mediaAddr
+	cert   testcert.Cert
+
+	// Node 0, for the tests that run on one server only.
 	core      *core.Server
 	front     *tcp.Server
 	cmdAddr   string
 	mediaAddr string
-	cert      testcert.Cert
 }
 
-// start runs a server with the test and the sample accounts until the end
-// of t.
+// node is one server of an env.
+type node struct {
+	*testserver.Server
+	index int
+}
+
+// layout is how an env lays out its servers and users.
+type layout int
+
+const (
+	// oneNode is a single server: every connection reaches it.
+	oneNode layout = iota
+	// twoNodes is two nodes of a cluster on a real (embedded) nats-server,
+	// serving one certificate, with the same core and tcp config. Each user
+	// has a home node for its command connection (homeIndex), and its
+	// media connection always reaches the other node: every media
+	// connection is split (docs/CLUSTER.md, "Split legacy connections").
+	twoNodes
+)
+
+// layouts are the layouts the protocol tests run in.
+var layouts = []layout{oneNode, twoNodes}
+
+func (l layout) String() string { return [...]string{"one node", "two nodes, split media"}[l] }
+
+// eachLayout runs f as a parallel subtest per layout.
+func eachLayout(t *testing.T, f func(t *testing.T, l layout)) {
+	t.Helper()
+	for _, l := range layouts {
+		t.Run(l.String(), func(t *testing.T) {
+			t.Parallel()
+			f(t, l)
+		})
+	}
+}
+
+// homeIndex is the node of user's command connection in the two-node
+// layout: alice and carol on node 0, bob and dave on node 1, any other
+// user (the sample accounts, unknown names) on node 0.
+func homeIndex(user string) int {
+	switch user {
+	case "bob", "dave":
+		return 1
+	}
+	return 0
+}
+
+// start runs a single server with the test and the sample accounts until
+// the end of t.
 func start(t testing.TB, ccfg core.Config, tcfg tcp.Config) *env {
+	t.Helper()
+	return oneNode.start(t, ccfg, tcfg)
+}
+
+// start runs the servers of layout l, each with ccfg and tcfg and the test
+// and sample accounts, until the end of t. It returns once the nodes of a
+// cluster hear each other and have read the presence bucket.
+func (l layout) start(t testing.TB, ccfg core.Config, tcfg tcp.Config) *env {
 	t.Helper()
 	sample, err := accounts.ParseUsers(strings.NewReader(sampleUsers))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := testserver.Start(t, testserver.Config{Core: ccfg, Legacy: tcfg, Accounts: sample})
-	return &env{t: t, core: ts.Core, front: ts.Legacy, cmdAddr: ts.CommandAddr, mediaAddr: ts.MediaAddr, cert: ts.Cert}
+	e := &env{t: t, layout: l, cert: testcert.Write(t)} // one name behind the balancer: one certificate
+	cfg := testserver.Config{Core: ccfg, Legacy: tcfg, Accounts: sample, Cert: e.cert}
+	n := 1
+	if l == twoNodes {
+		cfg.NATS, n = natstest.StartServer(t).URL(), 2
+	}
+	for i := range n {
+		cfg.Name = "node" + strconv.Itoa(i)
+		e.nodes = append(e.nodes, &node{Server: testserver.Start(t, cfg), index: i})
+	}
+	e.waitNodes()
+	n0 := e.nodes[0]
+	e.core, e.front, e.cmdAddr, e.mediaAddr = n0.Core, n0.Legacy, n0.CommandAddr, n0.MediaAddr
+	return e
+}
+
+// waitNodes waits until every node of a cluster hears the others and has
+// read the presence bucket.
+func (e *env) waitNodes() {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := range e.nodes {
+		for n.Node != nil && (n.Node.Stats().NodesAlive != len(e.nodes)-1 || !n.Node.Stats().Synced) {
+			if time.Now().After(deadline) {
+				e.t.Fatalf("node %s hears %d nodes, want %d", n.Node.Node(), n.Node.Stats().NodesAlive, len(e.nodes)-1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// home is the node of user's command connection.
+func (e *env) home(user string) *node {
+	if e.layout == oneNode {
+		return e.nodes[0]
+	}
+	return e.nodes[homeIndex(user)]
+}
+
+// mediaNode is the node user's media connection reaches: the home on one
+// node, the other node in a cluster.
+func (e *env) mediaNode(user string) *node {
+	if e.layout == oneNode {
+		return e.nodes[0]
+	}
+	return e.nodes[1-homeIndex(user)]
+}
+
+// waitLocated waits until every node knows that user's session is sid:
+// presence reaches the other nodes asynchronously, and until it has, a
+// call from there finds the user offline and a media connection there
+// finds no session. A single server knows at once.
+func (e *env) waitLocated(user, sid string) {
+	e.t.Helper()
+	for _, n := range e.nodes {
+		if n.Node == nil {
+			continue
+		}
+		for i := 0; ; i++ {
+			if loc, ok := n.Node.Lookup(user); ok && strconv.FormatUint(uint64(loc.Session), 10) == sid {
+				break
+			}
+			if i == 500 {
+				e.t.Fatalf("%s: %s's session %s never seen", n.Node.Node(), user, sid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// directWrites sums the direct media writes of every node's core.
+func (e *env) directWrites() int64 {
+	var sum int64
+	for _, n := range e.nodes {
+		sum += n.Core.Stats().DirectWrites
+	}
+	return sum
 }
 
 func listen(t testing.TB) net.Listener {
@@ -152,7 +288,7 @@ type phone struct {
 // connect opens the command connection of a phone that is not logged in.
 func (e *env) connect(user string, kind tlsKind) *phone {
 	e.t.Helper()
-	c, err := e.dial(e.cmdAddr, kind, "")
+	c, err := e.dial(e.home(user).CommandAddr, kind, "")
 	if err != nil {
 		e.t.Fatalf("%s: dial command port (%v): %v", user, kind, err)
 	}
@@ -173,7 +309,11 @@ func (p *phone) login(password string) {
 	p.t.Helper()
 	p.send(now() + "|login|" + p.user + "|" + password)
 	p.sid = p.expect("resp|login|")[3]
+	p.e.waitLocated(p.user, p.sid)
 }
+
+// mediaAddr is the media port p's media connections dial.
+func (p *phone) mediaAddr() string { return p.e.mediaNode(p.user).MediaAddr }
 
 func now() string { return strconv.FormatInt(time.Now().Unix(), 10) }
 
@@ -245,7 +385,7 @@ func (p *phone) registerMedia() {
 		p.media.Close()
 		p.waitMediaGone()
 	}
-	m, err := p.e.dial(p.e.mediaAddr, p.kind, "")
+	m, err := p.e.dial(p.mediaAddr(), p.kind, "")
 	if err != nil {
 		p.t.Fatalf("%s: dial media port: %v", p.user, err)
 	}
@@ -257,6 +397,7 @@ func (p *phone) registerMedia() {
 // is bound.
 func (p *phone) registerMediaOn(m net.Conn) {
 	p.t.Helper()
+	p.checkSplit()
 	if _, err := m.Write([]byte(now() + "|" + p.sid)); err != nil {
 		p.t.Fatal(err)
 	}
@@ -269,6 +410,25 @@ func (p *phone) registerMediaOn(m net.Conn) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	p.t.Fatalf("%s: media registration never took effect", p.user)
+}
+
+// checkSplit checks, in a cluster, that p's media connection will reach a
+// node that does not hold p's session but knows it is the home's: the
+// registration can only bind through the home (a media bind).
+func (p *phone) checkSplit() {
+	p.t.Helper()
+	home, media := p.e.home(p.user), p.e.mediaNode(p.user)
+	if home == media {
+		return
+	}
+	sid, err := strconv.ParseUint(p.sid, 10, 64)
+	if err != nil {
+		p.t.Fatalf("%s: session id %q: %v", p.user, p.sid, err)
+	}
+	if at, ok := media.Node.LocateSession(wire.SessionID(sid)); !ok || at != home.Node.Node() {
+		p.t.Fatalf("%s: media node %s locates session %s at %q (%v), want the home %s",
+			p.user, media.Node.Node(), p.sid, at, ok, home.Node.Node())
+	}
 }
 
 // waitMediaGone waits until a call to oneself is refused: no media bound.
@@ -288,6 +448,25 @@ func (p *phone) sendMedia(b []byte) {
 	p.t.Helper()
 	if _, err := p.media.Write(b); err != nil {
 		p.t.Fatalf("%s: write media: %v", p.user, err)
+	}
+}
+
+// sendMediaOutsideCall sends b while p is in no call and waits until p's
+// home has taken it (and so discarded it). Without the wait, bytes of a
+// split connection may still be on their way from the media node to the
+// home when the next call starts there, and be relayed in that call: the
+// client's two connections are not ordered with each other, on one node
+// either, but there the media read nearly always wins.
+func (p *phone) sendMediaOutsideCall(b []byte) {
+	p.t.Helper()
+	home := p.e.home(p.user).Core
+	want := home.Stats().MediaBytesIn + int64(len(b))
+	p.sendMedia(b)
+	for i := 0; home.Stats().MediaBytesIn < want; i++ {
+		if i == 500 {
+			p.t.Fatalf("%s: the home never took %d media bytes sent outside a call", p.user, len(b))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -13,187 +13,206 @@ import (
 	"github.com/dtcall/dtcall/transport/tcp"
 )
 
-// Every row of PROTOCOL.md's reply table, over each kind of TLS client.
+// Every row of PROTOCOL.md's reply table, over each kind of TLS client, on
+// one node and on two with split media.
+//
+// The protocol tests run in both layouts (eachLayout): TestReplyTable,
+// TestDropOnMediaLoss, TestRefusals, TestOldServerBugsFixed,
+// TestKeepaliveInEveryState, TestMediaAndReRegistration,
+// TestMediaFromAnotherIPRefused and TestRepliesAreSeparateRecords. The
+// replies must be the same, byte for byte, in both.
 func TestReplyTable(t *testing.T) {
-	for _, kind := range []tlsKind{modern, ecdhe12, android17} {
-		t.Run(kind.String(), func(t *testing.T) {
-			t.Parallel()
-			e := start(t, core.Config{MediaLossGrace: time.Millisecond}, tcp.Config{})
-			a, b := e.online("alice", kind), e.online("bob", kind)
-
-			// lookup
-			a.say("lookup", "bob")
-			a.expect("lookup|bob|exists")
-			a.say("lookup", "zed")
-			a.expect("lookup|zed|doesntexist")
-			// call: unknown, offline, himself
-			a.say("call", "zed")
-			a.expect("ring|notavailable|zed")
-			a.say("call", "carol")
-			a.expect("ring|notavailable|carol")
-			a.say("call", "alice")
-			a.expect("ring|busy|alice")
-			// call: logged in without media
-			c := e.connect("carol", kind)
-			c.login("pw-carol")
-			a.say("call", "carol")
-			a.expect("ring|notavailable|carol")
-			// ... and that user may not call (no media yet)
-			c.say("call", "alice")
-			c.expect(invalid)
-			c.registerMedia()
-
-			// ring, busy while ringing, reject
-			a.say("call", "bob")
-			a.expect("ring|available|bob")
-			b.expect("ring|incoming|alice")
-			c.say("call", "bob")
-			c.expect("ring|busy|bob")
-			b.say("reject", "alice")
-			a.expect("call|reject|bob")
-			b.quiet()
-
-			// timeout
-			a.say("call", "bob")
-			a.expect("ring|available|bob")
-			b.expect("ring|incoming|alice")
-			a.say("timeout", "bob")
-			b.expect("ring|timeout|alice")
-			a.quiet()
-
-			// caller cancels while it rings: end
-			a.say("call", "bob")
-			a.expect("ring|available|bob")
-			b.expect("ring|incoming|alice")
-			a.say("end", "bob")
-			b.expect("call|end|alice")
-			a.quiet()
-
-			// accept; busy in a call; end of an active call
-			call(t, a, b)
-			c.say("call", "alice")
-			c.expect("ring|busy|alice")
-			b.say("end", "alice")
-			a.expect("call|end|bob")
-			b.quiet()
-
-			// accept/reject/end/timeout that match no call
-			for _, cmd := range []string{"accept", "reject", "end", "timeout"} {
-				a.say(cmd, "bob")
-				a.expect(invalid)
-			}
-
-			// the other party's command connection dies in a call: drop
-			call(t, a, b)
-			b.cmd.Close()
-			a.expect("call|drop|" + a.sid)
-
-			// ... while ringing: end
-			a.say("call", "carol")
-			a.expect("ring|available|carol")
-			c.expect("ring|incoming|alice")
-			c.cmd.Close()
-			a.expect("call|end|carol")
-			a.quiet()
-		})
+	for _, l := range layouts {
+		for _, kind := range []tlsKind{modern, ecdhe12, android17} {
+			t.Run(l.String()+"/"+kind.String(), func(t *testing.T) {
+				t.Parallel()
+				replyTable(t, l, kind)
+			})
+		}
 	}
+}
+
+func replyTable(t *testing.T, l layout, kind tlsKind) {
+	e := l.start(t, core.Config{MediaLossGrace: time.Millisecond}, tcp.Config{})
+	a, b := e.online("alice", kind), e.online("bob", kind)
+
+	// lookup
+	a.say("lookup", "bob")
+	a.expect("lookup|bob|exists")
+	a.say("lookup", "zed")
+	a.expect("lookup|zed|doesntexist")
+	// call: unknown, offline, himself
+	a.say("call", "zed")
+	a.expect("ring|notavailable|zed")
+	a.say("call", "carol")
+	a.expect("ring|notavailable|carol")
+	a.say("call", "alice")
+	a.expect("ring|busy|alice")
+	// call: logged in without media
+	c := e.connect("carol", kind)
+	c.login("pw-carol")
+	a.say("call", "carol")
+	a.expect("ring|notavailable|carol")
+	// ... and that user may not call (no media yet)
+	c.say("call", "alice")
+	c.expect(invalid)
+	c.registerMedia()
+
+	// ring, busy while ringing, reject
+	a.say("call", "bob")
+	a.expect("ring|available|bob")
+	b.expect("ring|incoming|alice")
+	c.say("call", "bob")
+	c.expect("ring|busy|bob")
+	b.say("reject", "alice")
+	a.expect("call|reject|bob")
+	b.quiet()
+
+	// timeout
+	a.say("call", "bob")
+	a.expect("ring|available|bob")
+	b.expect("ring|incoming|alice")
+	a.say("timeout", "bob")
+	b.expect("ring|timeout|alice")
+	a.quiet()
+
+	// caller cancels while it rings: end
+	a.say("call", "bob")
+	a.expect("ring|available|bob")
+	b.expect("ring|incoming|alice")
+	a.say("end", "bob")
+	b.expect("call|end|alice")
+	a.quiet()
+
+	// accept; busy in a call; end of an active call
+	call(t, a, b)
+	c.say("call", "alice")
+	c.expect("ring|busy|alice")
+	b.say("end", "alice")
+	a.expect("call|end|bob")
+	b.quiet()
+
+	// accept/reject/end/timeout that match no call
+	for _, cmd := range []string{"accept", "reject", "end", "timeout"} {
+		a.say(cmd, "bob")
+		a.expect(invalid)
+	}
+
+	// the other party's command connection dies in a call: drop
+	call(t, a, b)
+	b.cmd.Close()
+	a.expect("call|drop|" + a.sid)
+
+	// ... while ringing: end
+	a.say("call", "carol")
+	a.expect("ring|available|carol")
+	c.expect("ring|incoming|alice")
+	c.cmd.Close()
+	a.expect("call|end|carol")
+	a.quiet()
 }
 
 // The media connection of one party dies in a call: the other is told at
 // once, not on its next packet.
 func TestDropOnMediaLoss(t *testing.T) {
-	e := start(t, core.Config{MediaLossGrace: time.Millisecond}, tcp.Config{})
-	a, b := e.online("alice", modern), e.online("bob", android17)
-	call(t, a, b)
-	b.media.Close()
-	a.expect("call|drop|" + a.sid)
-	b.quiet() // bob is still logged in, told nothing
+	eachLayout(t, func(t *testing.T, l layout) {
+		e := l.start(t, core.Config{MediaLossGrace: time.Millisecond}, tcp.Config{})
+		a, b := e.online("alice", modern), e.online("bob", android17)
+		call(t, a, b)
+		b.media.Close()
+		a.expect("call|drop|" + a.sid)
+		b.quiet() // bob is still logged in, told nothing
+	})
 }
 
 func TestRefusals(t *testing.T) {
-	e := start(t, core.Config{}, tcp.Config{})
-	a := e.online("alice", modern)
-	old := strconv.FormatInt(time.Now().Add(-6*time.Minute).Unix(), 10)
-	ahead := strconv.FormatInt(time.Now().Add(6*time.Minute).Unix(), 10)
-	for _, msg := range []string{
-		old + "|lookup|bob|" + a.sid,          // expired timestamp
-		ahead + "|lookup|bob|" + a.sid,        // from the future
-		now() + "|lookup|bob|" + a.sid + "|x", // extra field
-		now() + "|lookup||" + a.sid,           // empty field
-		now() + "|lookup|bob|" + a.sid + "x",  // trailing garbage
-		now() + "x|lookup|bob|" + a.sid,       // trailing garbage
-		now() + "|lookup|bob|42",              // unknown session
-		now() + "|dance|bob|" + a.sid,         // unknown command: old server said nothing
-		now() + "|lookup|bob",                 // three fields
-		"\x00\xff",                            // garbage
-	} {
-		a.send(msg)
-		a.expect(invalid)
-	}
-	// A valid session presented on another connection.
-	b := e.online("bob", modern)
-	b.send(now() + "|lookup|alice|" + a.sid)
-	b.expect(invalid)
-	// Before login; wrong password; unknown user.
-	x := e.connect("mallory", modern)
-	x.send(now() + "|lookup|bob|" + a.sid)
-	x.expect(invalid)
-	x.send(now() + "|login|alice|wrong")
-	x.expect(invalid)
-	x.send(now() + "|login|mallory|x")
-	x.expect(invalid)
-	// Stray 'D's before the timestamp are stripped.
-	a.send("DD" + now() + "|lookup|bob|" + a.sid)
-	a.expect("lookup|bob|exists")
+	eachLayout(t, func(t *testing.T, l layout) {
+		e := l.start(t, core.Config{}, tcp.Config{})
+		a := e.online("alice", modern)
+		old := strconv.FormatInt(time.Now().Add(-6*time.Minute).Unix(), 10)
+		ahead := strconv.FormatInt(time.Now().Add(6*time.Minute).Unix(), 10)
+		for _, msg := range []string{
+			old + "|lookup|bob|" + a.sid,          // expired timestamp
+			ahead + "|lookup|bob|" + a.sid,        // from the future
+			now() + "|lookup|bob|" + a.sid + "|x", // extra field
+			now() + "|lookup||" + a.sid,           // empty field
+			now() + "|lookup|bob|" + a.sid + "x",  // trailing garbage
+			now() + "x|lookup|bob|" + a.sid,       // trailing garbage
+			now() + "|lookup|bob|42",              // unknown session
+			now() + "|dance|bob|" + a.sid,         // unknown command: old server said nothing
+			now() + "|lookup|bob",                 // three fields
+			"\x00\xff",                            // garbage
+		} {
+			a.send(msg)
+			a.expect(invalid)
+		}
+		// A valid session presented on another connection.
+		b := e.online("bob", modern)
+		b.send(now() + "|lookup|alice|" + a.sid)
+		b.expect(invalid)
+		// Before login; wrong password; unknown user.
+		x := e.connect("mallory", modern)
+		x.send(now() + "|lookup|bob|" + a.sid)
+		x.expect(invalid)
+		x.send(now() + "|login|alice|wrong")
+		x.expect(invalid)
+		x.send(now() + "|login|mallory|x")
+		x.expect(invalid)
+		// Stray 'D's before the timestamp are stripped.
+		a.send("DD" + now() + "|lookup|bob|" + a.sid)
+		a.expect("lookup|bob|exists")
+	})
 }
 
 // The bugs of the old server that must not come back.
 func TestOldServerBugsFixed(t *testing.T) {
-	t.Run("wrong password does not kick the online user", func(t *testing.T) {
-		e := start(t, core.Config{}, tcp.Config{})
-		a, b := e.online("alice", modern), e.online("bob", modern)
-		x := e.connect("alice", android17)
-		x.send(now() + "|login|alice|wrong")
-		x.expect(invalid)
-		call(t, a, b) // both of alice's connections still work
-		a.sendMedia(frames(0, 5))
-		if got := b.readMedia(5 * 32); !bytes.Equal(got, frames(0, 5)) {
-			t.Fatal("media garbled")
-		}
-	})
-	t.Run("relogin closes the old connections and the new session works", func(t *testing.T) {
-		e := start(t, core.Config{}, tcp.Config{})
-		old, b := e.online("alice", modern), e.online("bob", modern)
-		fresh := e.online("alice", android17)
-		if fresh.sid == old.sid {
-			t.Fatal("relogin handed out the old session id")
-		}
-		expectClosed(t, old.cmd)
-		expectClosed(t, old.media)
-		call(t, fresh, b)
-		b.sendMedia(frames(0, 3))
-		if got := fresh.readMedia(3 * 32); !bytes.Equal(got, frames(0, 3)) {
-			t.Fatal("media garbled")
-		}
-		// The dead session id is refused.
-		b.send(now() + "|lookup|alice|" + old.sid)
-		b.expect(invalid)
-	})
-	t.Run("caller cannot accept his own call", func(t *testing.T) {
-		e := start(t, core.Config{}, tcp.Config{})
-		a, b := e.online("alice", modern), e.online("bob", modern)
-		a.say("call", "bob")
-		a.expect("ring|available|bob")
-		b.expect("ring|incoming|alice")
-		a.say("accept", "bob")
-		a.expect(invalid)
-		b.quiet()
-	})
-	t.Run("unknown command is answered invalid", func(t *testing.T) {
-		e := start(t, core.Config{}, tcp.Config{})
-		a := e.online("alice", modern)
-		a.say("hello", "bob")
-		a.expect(invalid)
+	eachLayout(t, func(t *testing.T, l layout) {
+		t.Run("wrong password does not kick the online user", func(t *testing.T) {
+			e := l.start(t, core.Config{}, tcp.Config{})
+			a, b := e.online("alice", modern), e.online("bob", modern)
+			x := e.connect("alice", android17)
+			x.send(now() + "|login|alice|wrong")
+			x.expect(invalid)
+			call(t, a, b) // both of alice's connections still work
+			a.sendMedia(frames(0, 5))
+			if got := b.readMedia(5 * 32); !bytes.Equal(got, frames(0, 5)) {
+				t.Fatal("media garbled")
+			}
+		})
+		t.Run("relogin closes the old connections and the new session works", func(t *testing.T) {
+			e := l.start(t, core.Config{}, tcp.Config{})
+			old, b := e.online("alice", modern), e.online("bob", modern)
+			fresh := e.online("alice", android17)
+			if fresh.sid == old.sid {
+				t.Fatal("relogin handed out the old session id")
+			}
+			expectClosed(t, old.cmd)
+			expectClosed(t, old.media)
+			call(t, fresh, b)
+			b.sendMedia(frames(0, 3))
+			if got := fresh.readMedia(3 * 32); !bytes.Equal(got, frames(0, 3)) {
+				t.Fatal("media garbled")
+			}
+			// The dead session id is refused.
+			b.send(now() + "|lookup|alice|" + old.sid)
+			b.expect(invalid)
+		})
+		t.Run("caller cannot accept his own call", func(t *testing.T) {
+			e := l.start(t, core.Config{}, tcp.Config{})
+			a, b := e.online("alice", modern), e.online("bob", modern)
+			a.say("call", "bob")
+			a.expect("ring|available|bob")
+			b.expect("ring|incoming|alice")
+			a.say("accept", "bob")
+			a.expect(invalid)
+			b.quiet()
+		})
+		t.Run("unknown command is answered invalid", func(t *testing.T) {
+			e := l.start(t, core.Config{}, tcp.Config{})
+			a := e.online("alice", modern)
+			a.say("hello", "bob")
+			a.expect(invalid)
+		})
 	})
 }
 
@@ -224,127 +243,142 @@ func isTimeout(err error) bool {
 // A "D" record is ignored on both connections in every state, and never
 // relayed to the peer's media.
 func TestKeepaliveInEveryState(t *testing.T) {
-	e := start(t, core.Config{}, tcp.Config{})
-	a := e.connect("alice", android17)
-	a.send("D") // before login
-	a.login("pw-alice")
-	a.send("D")
-	b := e.online("bob", modern)
-	m, err := e.dial(e.mediaAddr, android17, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	m.Write([]byte("D")) // before registration
-	a.registerMediaOn(m)
-	a.media.Write([]byte("D")) // idle
-	a.say("call", "bob")
-	a.expect("ring|available|bob")
-	b.expect("ring|incoming|alice")
-	a.send("D") // ringing
-	b.send("D")
-	a.media.Write([]byte("D"))
-	b.say("accept", "alice")
-	a.expect("call|start|bob")
-	b.expect("call|start|alice")
-	a.send("D") // in a call
-	b.send("D")
-	for i := range 10 {
-		a.sendMedia([]byte("D"))
-		a.sendMedia(frames(i, 1))
-		b.sendMedia([]byte("D"))
-	}
-	if got := b.readMedia(10 * 32); !bytes.Equal(got, frames(0, 10)) {
-		t.Fatalf("bob's media %q: keepalives relayed or frames lost", got)
-	}
-	a.quiet()
-	b.quiet()
-	// Nothing arrived at alice: bob sent only keepalives.
-	a.media.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	if n, err := a.media.Read(make([]byte, 64)); n > 0 || !isTimeout(err) {
-		t.Fatalf("alice got %d media bytes (%v): bob's keepalives were relayed", n, err)
-	}
+	eachLayout(t, func(t *testing.T, l layout) {
+		e := l.start(t, core.Config{}, tcp.Config{})
+		a := e.connect("alice", android17)
+		a.send("D") // before login
+		a.login("pw-alice")
+		a.send("D")
+		b := e.online("bob", modern)
+		m, err := e.dial(a.mediaAddr(), android17, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		m.Write([]byte("D")) // before registration
+		a.registerMediaOn(m)
+		a.media.Write([]byte("D")) // idle
+		a.say("call", "bob")
+		a.expect("ring|available|bob")
+		b.expect("ring|incoming|alice")
+		a.send("D") // ringing
+		b.send("D")
+		a.media.Write([]byte("D"))
+		b.say("accept", "alice")
+		a.expect("call|start|bob")
+		b.expect("call|start|alice")
+		a.send("D") // in a call
+		b.send("D")
+		for i := range 10 {
+			a.sendMedia([]byte("D"))
+			a.sendMedia(frames(i, 1))
+			b.sendMedia([]byte("D"))
+		}
+		if got := b.readMedia(10 * 32); !bytes.Equal(got, frames(0, 10)) {
+			t.Fatalf("bob's media %q: keepalives relayed or frames lost", got)
+		}
+		a.quiet()
+		b.quiet()
+		// Nothing arrived at alice: bob sent only keepalives.
+		a.media.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, err := a.media.Read(make([]byte, 64)); n > 0 || !isTimeout(err) {
+			t.Fatalf("alice got %d media bytes (%v): bob's keepalives were relayed", n, err)
+		}
+	})
 }
 
 // Media is relayed byte-exact both ways during a call, discarded outside
 // it, and a re-registered media connection carries the next call. Small
 // and big records mix, so direct and queued writes alternate.
 func TestMediaAndReRegistration(t *testing.T) {
-	e := start(t, core.Config{}, tcp.Config{})
-	a, b := e.online("alice", android17), e.online("bob", modern)
-	a.sendMedia([]byte("before the call: discarded"))
-	for round := range 3 {
-		call(t, a, b)
-		// Records of many sizes, up to the TLS maximum: never cut, never
-		// reordered. Sent in groups that fit the relay's queue, which drops
-		// the oldest media when a burst outruns the receiver.
-		for group := range 4 {
-			var sent bytes.Buffer
-			for i := range 10 {
-				rec := bytes.Repeat([]byte{byte('a' + i)}, 1+(group*10+i)*1601%16384)
-				sent.Write(rec)
-				a.sendMedia(rec)
+	eachLayout(t, func(t *testing.T, l layout) {
+		e := l.start(t, core.Config{}, tcp.Config{})
+		a, b := e.online("alice", android17), e.online("bob", modern)
+		a.sendMediaOutsideCall([]byte("before the call: discarded"))
+		for round := range 3 {
+			call(t, a, b)
+			// Records of many sizes, up to the TLS maximum: never cut, never
+			// reordered. Sent in groups that fit the relay's queue, which drops
+			// the oldest media when a burst outruns the receiver.
+			for group := range 4 {
+				var sent bytes.Buffer
+				for i := range 10 {
+					rec := bytes.Repeat([]byte{byte('a' + i)}, 1+(group*10+i)*1601%16384)
+					sent.Write(rec)
+					a.sendMedia(rec)
+				}
+				if got := b.readMedia(sent.Len()); !bytes.Equal(got, sent.Bytes()) {
+					t.Fatalf("round %d: media alice→bob not byte-exact", round)
+				}
 			}
-			if got := b.readMedia(sent.Len()); !bytes.Equal(got, sent.Bytes()) {
-				t.Fatalf("round %d: media alice→bob not byte-exact", round)
+			b.sendMedia(frames(0, 50))
+			if got := a.readMedia(50 * 32); !bytes.Equal(got, frames(0, 50)) {
+				t.Fatalf("round %d: media bob→alice not byte-exact", round)
+			}
+			a.say("end", "bob")
+			b.expect("call|end|alice")
+			// As deployed clients do: close media, open and register anew.
+			a.media.Close()
+			b.media.Close()
+			a.registerMedia()
+			b.registerMedia()
+			a.sendMediaOutsideCall([]byte("between calls: discarded"))
+		}
+		// The small records went out from the sender's goroutine (the socket
+		// had room), the big ones through the receiver's queue.
+		if e.directWrites() == 0 {
+			t.Fatal("no direct media write over TCP")
+		}
+		// Split: every frame crossed between the nodes, both ways.
+		for _, n := range e.nodes {
+			if n.Node != nil && (n.Node.Stats().MediaFramesSent == 0 || n.Node.Stats().MediaFramesReceived == 0) {
+				t.Fatalf("node %s: no media across the nodes: %+v", n.Node.Node(), n.Node.Stats())
 			}
 		}
-		b.sendMedia(frames(0, 50))
-		if got := a.readMedia(50 * 32); !bytes.Equal(got, frames(0, 50)) {
-			t.Fatalf("round %d: media bob→alice not byte-exact", round)
-		}
-		a.say("end", "bob")
-		b.expect("call|end|alice")
-		// As deployed clients do: close media, open and register anew.
-		a.media.Close()
-		b.media.Close()
-		a.registerMedia()
-		b.registerMedia()
-		a.sendMedia([]byte("between calls: discarded"))
-	}
-	// The small records went out from the sender's goroutine (the socket
-	// had room), the big ones through the receiver's queue.
-	if st := e.core.Stats(); st.DirectWrites == 0 {
-		t.Fatalf("no direct media write over TCP: %+v", st)
-	}
+	})
 }
 
 // A media registration from another IP than the session's command
 // connection binds nothing.
 func TestMediaFromAnotherIPRefused(t *testing.T) {
-	e := start(t, core.Config{}, tcp.Config{})
-	a, b := e.online("alice", modern), e.online("bob", modern)
-	m, err := e.dial(e.mediaAddr, modern, "127.0.0.2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	m.Write([]byte(now() + "|" + a.sid))
-	expectClosed(t, m)
-	// Alice's own media is still hers.
-	call(t, a, b)
-	b.sendMedia(frames(0, 2))
-	if got := a.readMedia(64); !bytes.Equal(got, frames(0, 2)) {
-		t.Fatal("media garbled")
-	}
+	eachLayout(t, func(t *testing.T, l layout) {
+		e := l.start(t, core.Config{}, tcp.Config{})
+		a, b := e.online("alice", modern), e.online("bob", modern)
+		m, err := e.dial(a.mediaAddr(), modern, "127.0.0.2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		m.Write([]byte(now() + "|" + a.sid))
+		expectClosed(t, m)
+		// Alice's own media is still hers.
+		call(t, a, b)
+		b.sendMedia(frames(0, 2))
+		if got := a.readMedia(64); !bytes.Equal(got, frames(0, 2)) {
+			t.Fatal("media garbled")
+		}
+	})
 }
 
 // Each reply is one TLS record: replies never merge, even when several are
 // queued at once.
 func TestRepliesAreSeparateRecords(t *testing.T) {
-	e := start(t, core.Config{}, tcp.Config{})
-	a := e.online("alice", android17)
-	for i := range 20 {
-		a.send(now() + "|lookup|u" + strconv.Itoa(i) + "|" + a.sid)
-	}
-	for i := range 20 {
-		a.expect("lookup|u" + strconv.Itoa(i) + "|doesntexist")
-	}
+	eachLayout(t, func(t *testing.T, l layout) {
+		e := l.start(t, core.Config{}, tcp.Config{})
+		a := e.online("alice", android17)
+		for i := range 20 {
+			a.send(now() + "|lookup|u" + strconv.Itoa(i) + "|" + a.sid)
+		}
+		for i := range 20 {
+			a.expect("lookup|u" + strconv.Itoa(i) + "|doesntexist")
+		}
+	})
 }
 
 // A client that connects and says nothing is cut off by the handshake
 // deadline; one that shakes hands and never logs in or registers, by the
-// login deadline.
+// login deadline. One node only: the deadlines are the front's, per
+// connection, and a cluster adds nothing to them.
 func TestDeadlines(t *testing.T) {
 	e := start(t, core.Config{LoginTimeout: 200 * time.Millisecond},
 		tcp.Config{HandshakeTimeout: 200 * time.Millisecond})
@@ -369,7 +403,9 @@ func TestDeadlines(t *testing.T) {
 	}
 }
 
-// Both TLS engines serve, and phones of all kinds call each other.
+// Both TLS engines serve, and phones of all kinds call each other. One
+// node only: it is about the TLS engines of one front (TestReplyTable runs
+// every TLS kind over split connections).
 func TestTLSPaths(t *testing.T) {
 	e := start(t, core.Config{}, tcp.Config{})
 	if !e.front.DHEAvailable() {
@@ -392,7 +428,9 @@ func TestTLSPaths(t *testing.T) {
 }
 
 // A receiver that stops reading loses its own media, never slows its
-// sender and never delays another call.
+// sender and never delays another call. One node only: it is about one
+// process's writers and their timeout (WriteFailures of its core); across
+// nodes the NATS leg's own drop-oldest queues are tested in cluster.
 func TestSlowReceiverDoesNotDelayOtherCall(t *testing.T) {
 	e := start(t, core.Config{MediaWriteTimeout: 500 * time.Millisecond, MediaLossGrace: time.Millisecond}, tcp.Config{})
 	a, b := e.online("alice", modern), e.online("bob", modern) // bob never reads media
@@ -441,7 +479,8 @@ func TestSlowReceiverDoesNotDelayOtherCall(t *testing.T) {
 
 // A burst of logins with the old (p=16, ~0.7 s each) hashes does not stall
 // the media of a call in progress: frames sent while the checks run arrive
-// while they still run.
+// while they still run. One node only: it is about the password checks
+// and the relay sharing one process.
 func TestLoginBurstDoesNotStallMedia(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a burst of p=16 scrypt checks takes several seconds")
@@ -489,7 +528,8 @@ func TestLoginBurstDoesNotStallMedia(t *testing.T) {
 // timeout of an hour, a close that waited for the blocked writer would hang
 // every other client; carol's lookup must still be answered. (recordConn
 // closes the socket first; without that, the OpenSSL engine's close waits
-// for the writer up to its 250 ms close-notify timeout.)
+// for the writer up to its 250 ms close-notify timeout.) One node only:
+// it is about one core's lock and one front's blocked writer.
 func TestStalledClientCannotStallCore(t *testing.T) {
 	e := start(t, core.Config{MediaWriteTimeout: time.Hour, MediaQueue: 4}, tcp.Config{})
 	a, b := e.online("alice", modern), e.online("bob", android17) // bob never reads media

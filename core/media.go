@@ -43,6 +43,15 @@ type mediaEndpoint struct {
 	// split is the node that holds the client's connection when it is not
 	// this one (conn is then a peerMedia; see split.go), else "".
 	split string
+
+	// writer guards the start and end of writeLoop, which runs only while
+	// chunks are queued (and lingers a moment after): an endpoint between
+	// calls has no writer goroutine. Never held during I/O; taken by
+	// senders' read loops (enqueue).
+	writer  sync.Mutex
+	writing bool           // a writeLoop runs
+	stopped bool           // the endpoint is ending: no writeLoop starts
+	writers sync.WaitGroup // the running writeLoop
 }
 
 // ServeMedia serves one media connection: it waits for the registration,
@@ -77,8 +86,6 @@ func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
 		c.Close()
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Go(ep.writeLoop)
 	err = ep.readLoop()
 	g.close()
 	if werr := ep.writeErr.Load(); werr != nil {
@@ -86,7 +93,7 @@ func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
 	}
 	s.mediaEnded(ep, err) // first: the call's grace starts at once, however long Close takes
 	c.Close()             // also ends a write that ignores deadlines
-	wg.Wait()
+	ep.stopWriter()
 	ep.discardQueued()
 }
 

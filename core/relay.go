@@ -74,6 +74,7 @@ func (ep *mediaEndpoint) enqueue(c *chunk) {
 	select {
 	case ep.queue <- c:
 		ep.checkGone()
+		ep.wake()
 		return
 	default:
 	}
@@ -87,6 +88,7 @@ func (ep *mediaEndpoint) enqueue(c *chunk) {
 	select {
 	case ep.queue <- c:
 		ep.checkGone()
+		ep.wake()
 	default:
 		ep.srv.metrics.drop(DropQueueTail)
 		ep.unwritten.Add(-1)
@@ -122,21 +124,73 @@ func (ep *mediaEndpoint) dropGone(c *chunk) {
 	c.free()
 }
 
+// writerLinger is how long an idle writeLoop waits for more chunks before
+// it ends: longer than the gaps of a call's frames, so that a call whose
+// frames go through the queue keeps one writer.
+const writerLinger = time.Second
+
+// wake starts writeLoop unless one runs or the endpoint is ending. It never
+// blocks on I/O.
+func (ep *mediaEndpoint) wake() {
+	ep.writer.Lock()
+	defer ep.writer.Unlock()
+	if ep.writing || ep.stopped {
+		return
+	}
+	ep.writing = true
+	ep.writers.Go(ep.writeLoop)
+}
+
+// retire ends writeLoop if nothing is queued; it reports whether it did.
+// A chunk queued after it starts a new writeLoop.
+func (ep *mediaEndpoint) retire() bool {
+	ep.writer.Lock()
+	defer ep.writer.Unlock()
+	if len(ep.queue) > 0 {
+		return false
+	}
+	ep.writing = false
+	return true
+}
+
+// stopWriter keeps writeLoop from starting again and waits for the one
+// running, once the endpoint is closed.
+func (ep *mediaEndpoint) stopWriter() {
+	ep.writer.Lock()
+	ep.stopped = true
+	ep.writer.Unlock()
+	ep.writers.Wait()
+}
+
 // writeLoop writes queued chunks to the client. Chunks waiting together are
 // written in one piece (except in datagram mode), which keeps up with a
 // burst at a fraction of the writes. A write that misses MediaWriteTimeout
 // (give or take a quarter) ends this endpoint, never the sender. Once the
-// endpoint is closed it writes nothing more; what is left is gone.
+// endpoint is closed it writes nothing more; what is left is gone. It ends
+// after writerLinger with nothing to write (wake starts it again).
 func (ep *mediaEndpoint) writeLoop() {
 	s := ep.srv
 	var batch []byte // grows with the first bursts: most idle endpoints never need 16 KiB
 	var next *chunk
+	idle := time.NewTimer(writerLinger)
+	defer idle.Stop()
+	defer func() {
+		if ep.gate.closed() {
+			ep.discardQueued() // what the client will never get
+		}
+	}()
 	for {
 		if next == nil {
 			select {
 			case next = <-ep.queue:
 			case <-ep.gate.done:
 				return
+			case <-idle.C:
+				if ep.retire() {
+					return
+				}
+				idle.Reset(writerLinger)
+				continue
 			}
 		}
 		if ep.gate.closed() {
@@ -158,6 +212,7 @@ func (ep *mediaEndpoint) writeLoop() {
 			return
 		}
 		s.metrics.mediaBytesOut.Add(int64(len(batch)))
+		idle.Reset(writerLinger)
 	}
 }
 

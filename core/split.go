@@ -118,7 +118,8 @@ func (s *Server) bindElsewhere(c transport.MediaConn, g *gate, reg wire.Registra
 }
 
 // newPeerEndpoint is a media endpoint of sess that writes to conn, a
-// peerMedia, with its write loop running until its gate closes.
+// peerMedia; its write loop runs while chunks are queued, and what is
+// queued when its gate closes is gone.
 func (s *Server) newPeerEndpoint(sess *Session, conn *peerMedia, datagram bool) *mediaEndpoint {
 	g := newGate(conn)
 	conn.gate = g
@@ -136,10 +137,6 @@ func (s *Server) newPeerEndpoint(sess *Session, conn *peerMedia, datagram bool) 
 		conn.try = tp
 		ep.direct = conn
 	}
-	go func() {
-		ep.writeLoop()
-		ep.discardQueued()
-	}()
 	return ep
 }
 

@@ -58,9 +58,9 @@
 // difference of consecutive latencies per direction), loss, frames per
 // second delivered, logins and call set-ups per second (over the span
 // from the first start to the last end: with a ramp, this is the offered
-// rate unless the server is slower) with their p50/p99 duration, when the last call was up
-// (seconds from the start; the storm's length), failed
-// calls by reason, dtload's own CPU (it shares the machine), and with
+// rate unless the server is slower) with their p50/p99 duration, when
+// the last call was up (seconds from the start: how long a storm took to
+// be served), failed calls by reason, dtload's own CPU (it shares the machine), and with
 // --server-pid the server's CPU (/proc/PID/stat) and RSS
 // (/proc/PID/status). A live bar shows progress when stderr is a
 // terminal, a line every 5 s otherwise (--quiet for none); the summary

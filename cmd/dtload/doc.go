@@ -60,8 +60,8 @@
 // from the first start to the last end: with a ramp, this is the offered
 // rate unless the server is slower) with their p50/p99 duration, when
 // the last call was up (seconds from the start: how long a storm took to
-// be served), failed calls by reason, dtload's own CPU (it shares the machine), and with
-// --server-pid the server's CPU (/proc/PID/stat) and RSS
+// be served), failed calls by reason, dtload's own CPU (it shares the
+// machine), and with --server-pid the server's CPU (/proc/PID/stat) and RSS
 // (/proc/PID/status). A live bar shows progress when stderr is a
 // terminal, a line every 5 s otherwise (--quiet for none); the summary
 // goes to stdout and --json writes the report. When calls fail, stderr

@@ -70,7 +70,20 @@ type result struct {
 // Dial connects the command channel (a TLS connection to the command port,
 // or a QUIC connection and its command stream), checking the server's
 // certificate against the pin. It does not log in. ctx and o.Timeout bound
-// the dial and handshake.
+// the dial and handshake, retries included.
+//
+// A dial the server refused before the session began (QUIC
+// CONNECTION_REFUSED: a connection limit, or a banned source; TCP
+// connection refused, or reset or closed during the TLS handshake: too
+// many handshakes from one source) or that got no answer within
+// o.DialTimeout is tried again, up to o.DialRetries times, after a random
+// wait of up to o.RetryBackoff, doubling each time up to
+// o.RetryMaxBackoff (exponential backoff with full jitter), so that
+// clients refused together, as in a reconnect storm after a restart, come
+// back spread out. A certificate or pin mismatch is not retried. Dial
+// returns the last attempt's error. A login the server refuses is never
+// retried: the server answers a wrong password and a login it throttled
+// alike (resp|invalid), and Login cannot tell them apart.
 func Dial(ctx context.Context, o Options) (*Client, error) {
 	o.setDefaults()
 	if err := o.check(); err != nil {
@@ -81,18 +94,22 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 		return nil, err
 	}
 	c := newClient(o, p)
-	if o.Transport.isQUIC() {
-		link, st, err := dialQUIC(ctx, &c.o, p)
-		if err != nil {
-			return nil, err
+	err = dialRetrying(ctx, &c.o, func(ctx context.Context) error {
+		if o.Transport.isQUIC() {
+			link, st, err := dialQUIC(ctx, &c.o, p)
+			if err == nil {
+				c.quic, c.cmd = link, newLineChannel(st)
+			}
+			return err
 		}
-		c.quic, c.cmd = link, newLineChannel(st)
-	} else {
 		conn, raw, err := dialTLS(ctx, &c.o, p, o.CommandPort)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			c.cmd, c.tcpConn = newRecordChannel(conn), raw
 		}
-		c.cmd, c.tcpConn = newRecordChannel(conn), raw
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	c.wg.Go(c.readLoop)
 	c.wg.Go(c.watchLoop)

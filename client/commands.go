@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -231,7 +232,11 @@ func (c *Client) openMedia(ctx context.Context, sid string) (mediaLink, error) {
 	reg := timestamp() + "|" + sid
 	deadline := time.Now().Add(c.o.Timeout)
 	if c.quic == nil {
-		conn, _, err := dialTLS(ctx, &c.o, c.pin, c.o.MediaPort)
+		var conn net.Conn
+		err := dialRetrying(ctx, &c.o, func(ctx context.Context) (err error) {
+			conn, _, err = dialTLS(ctx, &c.o, c.pin, c.o.MediaPort)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}

@@ -218,6 +218,8 @@ func TestVanishedQUICPathDropsTheCall(t *testing.T) {
 
 // TestDialServerThatIsDown: a QUIC dial to a port where nothing answers
 // fails in about 3 s and says what to check; a TCP dial fails at once.
+// (One attempt each: DialRetries -1. With retries, Dial tries until
+// Options.Timeout: TestDialRetriesWithinTimeout.)
 func TestDialServerThatIsDown(t *testing.T) {
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -244,7 +246,7 @@ func TestDialServerThatIsDown(t *testing.T) {
 		start := time.Now()
 		c, err := client.Dial(context.Background(), client.Options{
 			Server: "127.0.0.1", Transport: tc.tr, QUICPort: tc.quicPort, CommandPort: tcpPort,
-			PinSHA256: "sha256:" + strings.Repeat("00", 32),
+			PinSHA256: "sha256:" + strings.Repeat("00", 32), DialRetries: -1,
 		})
 		took := time.Since(start)
 		if err == nil {

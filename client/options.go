@@ -117,9 +117,17 @@ type Options struct {
 	// with crypto/x509, during the handshake.
 	TLS12DHEOnly bool
 
-	// Timeout bounds each request (dial, handshake, a command and its
-	// reply); default DefaultTimeout.
+	// Timeout bounds each request (dial and handshake with their retries,
+	// a command and its reply); default DefaultTimeout.
 	Timeout time.Duration
+	// DialRetries is how many times Dial tries again a dial that was
+	// refused or got no answer in time (see Dial); zero means
+	// DefaultDialRetries, negative means never.
+	DialRetries int
+	// RetryBackoff bounds the random wait before Dial's first retry; each
+	// retry doubles the bound, up to RetryMaxBackoff. Defaults
+	// DefaultRetryBackoff (100 ms) and DefaultRetryMaxBackoff (2 s).
+	RetryBackoff, RetryMaxBackoff time.Duration
 	// DialTimeout bounds the wait for the server's first answer to a dial:
 	// the TCP connection, or any QUIC packet (a QUIC server that is down
 	// sends nothing back; there is no "connection refused" over UDP).
@@ -155,6 +163,19 @@ func (o *Options) setDefaults() {
 	if o.Keepalive == 0 {
 		o.Keepalive = DefaultKeepalive
 	}
+	switch {
+	case o.DialRetries == 0:
+		o.DialRetries = DefaultDialRetries
+	case o.DialRetries < 0:
+		o.DialRetries = 0
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = DefaultRetryBackoff
+	}
+	if o.RetryMaxBackoff <= 0 {
+		o.RetryMaxBackoff = DefaultRetryMaxBackoff
+	}
+	o.RetryMaxBackoff = max(o.RetryMaxBackoff, o.RetryBackoff)
 }
 
 func (o *Options) check() error {

@@ -58,9 +58,10 @@
 // difference of consecutive latencies per direction), loss, frames per
 // second delivered, logins and call set-ups per second (over the span
 // from the first start to the last end: with a ramp, this is the offered
-// rate unless the server is slower) with their p50/p99 duration, failed
-// calls by reason, dtload's own CPU (it shares the machine), and with
-// --server-pid the server's CPU (/proc/PID/stat) and RSS
+// rate unless the server is slower) with their p50/p99 duration, when
+// the last call was up (seconds from the start: how long a storm took to
+// be served), failed calls by reason, dtload's own CPU (it shares the
+// machine), and with --server-pid the server's CPU (/proc/PID/stat) and RSS
 // (/proc/PID/status). A live bar shows progress when stderr is a
 // terminal, a line every 5 s otherwise (--quiet for none); the summary
 // goes to stdout and --json writes the report. When calls fail, stderr
@@ -73,8 +74,14 @@
 // --find-max doubles the call count from --start until a step fails the
 // criterion (p99 < --max-p99, loss < --max-loss %, failed calls <=
 // --max-failed), then bisects between the last good and first bad count;
-// each step is a run of --ramp + --duration. A bad step's line gives its
-// first error. A search where not even one call meets the criterion
+// each step is --runs runs (default 3) of --ramp + --duration, and passes
+// only if a majority of them meet the criterion (2 of 3; a step ends as
+// soon as its outcome is decided, so two good or two bad runs in a row
+// skip the third). On this kind of machine one run's p99 can differ from
+// the next by a factor of three, so a single run decides by luck:
+// --runs 1 is the old search, one run per step. Each run gets a line
+// (with --runs above 1 also the step's verdict); a bad run's line gives
+// its first error. A search where not even one call meets the criterion
 // exits 1 and prints, on stderr, the failures of the smallest bad step.
 //
 // baseline pairs connections in arrival order (1st with 2nd, 3rd with

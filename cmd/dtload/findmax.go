@@ -30,10 +30,17 @@ func (c criterion) judge(r *Report) (bool, string) {
 
 // step is one measured call count of a search.
 type step struct {
-	Calls  int     `json:"calls"`
-	Good   bool    `json:"good"`
-	Why    string  `json:"why,omitempty"`
-	Report *Report `json:"report,omitempty"`
+	Calls  int       `json:"calls"`
+	Good   bool      `json:"good"`          // a majority of its runs were good
+	Why    string    `json:"why,omitempty"` // a bad step's last bad run's reason
+	Runs   []stepRun `json:"runs"`
+	Report *Report   `json:"report,omitempty"` // the last run's
+}
+
+// stepRun is one run of a step.
+type stepRun struct {
+	Good bool   `json:"good"`
+	Why  string `json:"why,omitempty"`
 }
 
 // search finds the largest call count meeting a criterion.
@@ -47,6 +54,65 @@ type search struct {
 	measure func(ctx context.Context, calls int) (*Report, error)
 	// logf reports each step as it ends; may be nil.
 	logf func(format string, a ...any)
+	// runs is how many times a step runs (--runs); it passes when a
+	// majority of them are good. 0 means 1.
+	runs int
+}
+
+func (s *search) runsPerStep() int { return max(1, s.runs) }
+
+// majority decides a step of runs runs from the votes so far (good or
+// not, in order): decided once more than half of runs are good (pass) or
+// bad, so that 2 of 3 alike end the step; runs 1 is the single-run search.
+// With an even count a tie fails: runs/2+1 good runs are needed.
+func majority(votes []bool, runs int) (decided, pass bool) {
+	need := runs/2 + 1
+	good := count(votes, true)
+	bad := len(votes) - good
+	switch {
+	case good >= need:
+		return true, true
+	case bad > runs-need:
+		return true, false
+	}
+	return len(votes) >= runs, false
+}
+
+func count(votes []bool, v bool) int {
+	n := 0
+	for _, x := range votes {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
+
+func verdict(good bool) string {
+	if good {
+		return "good"
+	}
+	return "bad"
+}
+
+// logRun reports run i (1-based) of a step of n calls.
+func (s *search) logRun(n, i int, r *Report, good bool, why string) {
+	if s.logf == nil {
+		return
+	}
+	v := "good"
+	if !good {
+		v = "bad: " + why
+		if r.CallsFailed > 0 && r.FirstError != nil {
+			v += "; first error: " + r.FirstError.String()
+		}
+	}
+	run := ""
+	if s.runsPerStep() > 1 {
+		run = fmt.Sprintf(" (run %d)", i)
+	}
+	s.logf("find-max: %d calls%s: p99 %.3f ms, loss %.4f %%, failed %d: %s",
+		n, run, r.Latency.P99, r.LossPct, r.CallsFailed, v)
 }
 
 // SearchResult is the outcome of --find-max.
@@ -63,28 +129,38 @@ type SearchResult struct {
 func (s *search) run(ctx context.Context) (*SearchResult, error) {
 	res := &SearchResult{}
 	try := func(n int) (bool, bool, error) { // good, stop
-		r, err := s.measure(ctx, n)
-		if err != nil {
-			return false, true, err
-		}
-		good, why := s.crit.judge(r)
-		if r.Interrupted || ctx.Err() != nil {
-			res.Interrupted = true
-			return false, true, nil
-		}
-		res.Steps = append(res.Steps, step{Calls: n, Good: good, Why: why, Report: r})
-		if s.logf != nil {
-			verdict := "good"
-			if !good {
-				verdict = "bad: " + why
-				if r.CallsFailed > 0 && r.FirstError != nil {
-					verdict += "; first error: " + r.FirstError.String()
-				}
+		st := step{Calls: n}
+		var votes []bool
+		for {
+			r, err := s.measure(ctx, n)
+			if err != nil {
+				return false, true, err
 			}
-			s.logf("find-max: %d calls: p99 %.3f ms, loss %.4f %%, failed %d: %s",
-				n, r.Latency.P99, r.LossPct, r.CallsFailed, verdict)
+			good, why := s.crit.judge(r)
+			if r.Interrupted || ctx.Err() != nil {
+				res.Interrupted = true
+				return false, true, nil
+			}
+			votes = append(votes, good)
+			st.Runs = append(st.Runs, stepRun{Good: good, Why: why})
+			st.Report = r
+			if !good {
+				st.Why = why
+			}
+			s.logRun(n, len(votes), r, good, why)
+			if decided, pass := majority(votes, s.runsPerStep()); decided {
+				st.Good = pass
+				if pass {
+					st.Why = ""
+				}
+				break
+			}
 		}
-		return good, false, nil
+		res.Steps = append(res.Steps, st)
+		if s.logf != nil && s.runsPerStep() > 1 {
+			s.logf("find-max: %d calls: %s, %d of %d runs good", n, verdict(st.Good), count(votes, true), len(votes))
+		}
+		return st.Good, false, nil
 	}
 	lo, hi := 0, 0
 	for n := min(max(1, s.start), s.limit); ; n = min(2*n, s.limit) {

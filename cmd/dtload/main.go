@@ -176,6 +176,7 @@ type runFlags struct {
 	quiet               bool
 	findMax             bool
 	start, limit, prec  int
+	runs                int // --runs: runs per find-max step
 	crit                criterion
 	pause               time.Duration
 	wait                time.Duration
@@ -277,6 +278,7 @@ func (f *runFlags) define(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.crit.maxP99, "max-p99", 50*time.Millisecond, "find-max: one-way latency p99 must stay below this")
 	fs.Float64Var(&f.crit.maxLoss, "max-loss", 0.1, "find-max: loss in % must stay below this")
 	fs.IntVar(&f.crit.maxFailed, "max-failed", 0, "find-max: failed calls allowed per step")
+	fs.IntVar(&f.runs, "runs", 3, "find-max: runs per step; a step passes when a majority passes (2 of 3); 1 decides on one run")
 	fs.DurationVar(&f.pause, "pause", 2*time.Second, "find-max: pause between steps")
 }
 
@@ -354,6 +356,9 @@ func (f *runFlags) finish(tty bool, stderr io.Writer) error {
 			f.limit = 2000
 		}
 	}
+	if f.runs < 1 {
+		return usageError{fmt.Errorf("--runs %d: a find-max step needs at least 1 run", f.runs)}
+	}
 	if err := c.check(); err != nil && !(f.findMax && c.calls > len(c.accts)/2) {
 		return usageError{err}
 	}
@@ -362,7 +367,7 @@ func (f *runFlags) finish(tty bool, stderr io.Writer) error {
 
 func (f *runFlags) runFindMax(ctx context.Context, stdout, stderr io.Writer) int {
 	s := &search{
-		start: f.start, limit: f.limit, precision: f.prec, crit: f.crit,
+		start: f.start, limit: f.limit, precision: f.prec, crit: f.crit, runs: f.runs,
 		logf: func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) },
 	}
 	first := true

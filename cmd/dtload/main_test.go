@@ -352,3 +352,81 @@ func TestReframer(t *testing.T) {
 		}
 	}
 }
+
+// TestMajority: the decision of one find-max step from its runs so far.
+func TestMajority(t *testing.T) {
+	T, F := true, false
+	for _, tc := range []struct {
+		runs          int
+		votes         []bool
+		decided, pass bool
+	}{
+		{1, []bool{T}, true, true},
+		{1, []bool{F}, true, false},
+		{3, []bool{T}, false, false},
+		{3, []bool{T, T}, true, true},
+		{3, []bool{F, F}, true, false},
+		{3, []bool{T, F}, false, false},
+		{3, []bool{F, T}, false, false},
+		{3, []bool{T, F, T}, true, true},
+		{3, []bool{F, T, F}, true, false},
+		{3, []bool{T, F, F}, true, false},
+		{2, []bool{T}, false, false},
+		{2, []bool{F}, true, false}, // a tie cannot pass
+		{2, []bool{T, T}, true, true},
+		{5, []bool{T, F, T, F}, false, false},
+		{5, []bool{T, F, T, F, T}, true, true},
+		{5, []bool{F, F, T, F}, true, false},
+	} {
+		decided, pass := majority(tc.votes, tc.runs)
+		if decided != tc.decided || pass != tc.pass {
+			t.Errorf("runs %d, votes %v: decided %v pass %v, want %v %v", tc.runs, tc.votes, decided, pass, tc.decided, tc.pass)
+		}
+	}
+}
+
+// TestFindMaxRuns: with 3 runs per step, a count that fails one run in
+// three still passes, one that fails two in three does not, and the
+// search reports the majority's verdict; --runs 1 decides on each run.
+func TestFindMaxRuns(t *testing.T) {
+	// Good up to 40 calls, except that every third run is bad (noise);
+	// above 40 bad except every third run.
+	newMeasure := func(calls *[]int) func(context.Context, int) (*Report, error) {
+		i := 0
+		return func(_ context.Context, n int) (*Report, error) {
+			*calls = append(*calls, n)
+			i++
+			good := (n <= 40) != (i%3 == 0)
+			r := &Report{Calls: n, CallsOK: n, Latency: Percentiles{N: 100, P99: 1}}
+			if !good {
+				r.Latency.P99 = 80
+			}
+			return r, nil
+		}
+	}
+	var calls []int
+	s := &search{start: 10, limit: 1000, precision: 1, crit: defaultCrit, runs: 3, measure: newMeasure(&calls)}
+	res, err := s.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Max != 40 || res.FirstBad != 41 {
+		t.Errorf("3 runs: max %d first bad %d, want 40 41 (steps %v)", res.Max, res.FirstBad, calls)
+	}
+	for _, st := range res.Steps {
+		if n := len(st.Runs); n < 2 || n > 3 {
+			t.Errorf("step %d calls: %d runs, want 2 or 3", st.Calls, n)
+		}
+	}
+	calls = nil
+	s = &search{start: 10, limit: 1000, precision: 1, crit: defaultCrit, runs: 1, measure: newMeasure(&calls)}
+	if res, err = s.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != len(res.Steps) {
+		t.Errorf("1 run: %d measurements for %d steps", len(calls), len(res.Steps))
+	}
+	if res.Max >= 40 { // the noisy third run at 40 calls decides alone
+		t.Errorf("1 run: max %d, want the noise at 40 calls to stop it below 40 (steps %v)", res.Max, calls)
+	}
+}

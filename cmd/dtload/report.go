@@ -57,6 +57,10 @@ type Report struct {
 	Setups       int         `json:"call_setups"`
 	SetupsPerSec float64     `json:"call_setups_per_s"`
 	SetupMS      Percentiles `json:"call_setup_ms"`
+	// LastCallUpS is when the last call was up (both parties' call|start),
+	// in seconds from the run's start: with a ramp, how long the storm took
+	// to be served.
+	LastCallUpS float64 `json:"last_call_up_s"`
 
 	ServerProc *ProcStats `json:"server_process,omitempty"`
 	Load       ProcStats  `json:"dtload_process"`
@@ -202,7 +206,7 @@ func (r *Report) writeSummary(w io.Writer) {
 	if r.Mode == "dtcall" {
 		p("  logins     %d, %.1f/s (p50 %.1f ms, p99 %.1f ms)", r.Logins, r.LoginsPerSec, r.LoginMS.P50, r.LoginMS.P99)
 	}
-	p("  set-ups    %d, %.1f/s (p50 %.1f ms, p99 %.1f ms)", r.Setups, r.SetupsPerSec, r.SetupMS.P50, r.SetupMS.P99)
+	p("  set-ups    %d, %.1f/s (p50 %.1f ms, p99 %.1f ms); last call up at %.2f s", r.Setups, r.SetupsPerSec, r.SetupMS.P50, r.SetupMS.P99, r.LastCallUpS)
 	if s := r.ServerProc; s != nil {
 		p("  server     pid %s: CPU %.1f %% of one core (after the ramp), %.1f %% (whole run); RSS %d KiB (max %d KiB)",
 			pidList(s.PIDs), s.CPUPct, s.CPUPctRun, s.RSSKB, s.RSSMaxKB)

@@ -352,6 +352,9 @@ func (r *runner) report(outs []callOutcome, clk clock, watch *procWatch) *Report
 	rep.addMedia(dirs, window)
 	rep.Logins, rep.LoginsPerSec, rep.LoginMS = len(logins), rate(len(logins), loginFirst, loginLast), percentiles(logins)
 	rep.Setups, rep.SetupsPerSec, rep.SetupMS = len(setups), rate(len(setups), setupFirst, setupLast), percentiles(setups)
+	if !setupLast.IsZero() {
+		rep.LastCallUpS = setupLast.Sub(clk.start).Seconds()
+	}
 	watch.fill(rep)
 	return rep
 }

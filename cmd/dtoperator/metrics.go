@@ -58,6 +58,7 @@ var (
 	descFlooders      = desc("dtcall_flood_disconnects_total", "Connections closed for a sustained command flood.")
 	descCrowded       = desc("dtcall_calls_crowded_total", "Calls answered busy because the callee's reply queue was over half full.")
 	descRefused       = desc("dtcall_connections_refused_total", "Connections refused or cut before their handshake, by front and reason.", "front", "reason")
+	descSlotTimeouts  = desc("dtcall_quic_accept_waits_expired_total", "QUIC handshakes that waited 5 s for the accept loop and went on without a slot (quic-go may refuse them).")
 	descHandshaking   = desc("dtcall_handshakes_in_progress", "Connections accepted whose handshake has not finished, by front.", "front")
 	descAutobanActive = desc("dtcall_autoban_active", "Sources banned now for failed logins.")
 	descAutobanBans   = desc("dtcall_autoban_bans_total", "Bans imposed for failed logins since start.")
@@ -95,7 +96,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descSessions, descCallsActive, descCalls, descCallsEnded, descLogins, descLoginCheck,
 		descLoginsWaiting, descMediaBytes, descMediaDropped, descHandshakes, descReloads,
 		descDraining, descSlowConsumers, descUnresponsive, descWriteFailures, descQueueDelay,
-		descRateLimited, descFlooders, descCrowded, descRefused, descHandshaking,
+		descRateLimited, descFlooders, descCrowded, descRefused, descSlotTimeouts, descHandshaking,
 		descAutobanActive, descAutobanBans,
 	} {
 		ch <- d
@@ -146,6 +147,10 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	for r, n := range ls.Refused {
 		counter(descRefused, n, "tcp", r)
 	}
+	for r, n := range qs.Refused {
+		counter(descRefused, n, "quic", r)
+	}
+	counter(descSlotTimeouts, qs.SlotTimeouts)
 	gauge(descHandshaking, float64(ls.Handshaking), "tcp")
 	for engine, results := range ls.Handshakes {
 		for r, n := range results {

@@ -139,6 +139,15 @@ type Server struct {
 	cids    quicgo.ConnectionIDGenerator // nil: quic-go's
 	admit   *admission
 	reclaim chan struct{} // wakes reclaimLoop; see admission.put
+	// slots holds a token for each connection between the end of its
+	// handshake and the accept loop (see awaitSlot); its capacity is
+	// acceptSlots.
+	slots chan struct{}
+	// slotTimeouts counts handshakes that found no slot within slotWait.
+	slotTimeouts atomic.Int64
+	// acceptHookForTest, if set, runs before each Accept (tests stall the
+	// accept loop with it).
+	acceptHookForTest atomic.Pointer[func()]
 	// refused counts connection attempts refused before their handshake, by
 	// reason (refusalReasons).
 	refused [len(refusalReasons)]atomic.Int64
@@ -196,12 +205,17 @@ func New(cfg Config, h transport.Handler, log *slog.Logger) (*Server, error) {
 		cids:         cfg.ConnectionIDGenerator,
 		admit:        newAdmission(cfg.MaxConnsPerSource, cfg.MaxConns),
 		reclaim:      make(chan struct{}, 1),
+		slots:        make(chan struct{}, acceptSlots),
 		transports:   make(map[*quicgo.Transport]struct{}),
 		listeners:    make(map[*quicgo.Listener]struct{}),
 		lingering:    make(map[*quicgo.Conn]*time.Timer),
 	}
 	s.cert.Store(cert)
 	s.tls.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }
+	s.tls.GetConfigForClient = s.configForClient
+	// Make the session ticket keys now, so that configForClient's clones
+	// share them (quic-go does the same for its own clone).
+	_, _ = s.tls.DecryptTicket(nil, tls.ConnectionState{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -246,6 +260,9 @@ func (s *Server) Serve(pc net.PacketConn) error {
 	defer s.wg.Done() // add counted this loop
 	defer ln.Close()
 	for {
+		if f := s.acceptHookForTest.Load(); f != nil {
+			(*f)()
+		}
 		qc, err := ln.Accept(s.ctx)
 		if err != nil {
 			if s.isClosed() {
@@ -253,6 +270,7 @@ func (s *Server) Serve(pc net.PacketConn) error {
 			}
 			return fmt.Errorf("quic accept: %w", err)
 		}
+		s.releaseSlot(stateOf(qc))
 		if !s.goTracked(func() { s.serveConn(qc) }) {
 			qc.CloseWithError(codeShuttingDown, "server shutting down")
 		}
@@ -349,6 +367,9 @@ type Stats struct {
 	// and "total" (MaxConns). A client that resends its first packet before
 	// the refusal reaches it is counted again.
 	Refused map[string]int64
+	// SlotTimeouts counts handshakes that waited slotWait for the accept
+	// loop and went on without a slot (quic-go may then refuse them).
+	SlotTimeouts int64
 }
 
 // Stats returns a snapshot of the front's counters.
@@ -358,8 +379,9 @@ func (s *Server) Stats() Stats {
 		Handshakes: map[string]int64{
 			"ok": s.handshakes[0].Load(), "failed": s.handshakes[1].Load(), "timeout": s.handshakes[2].Load(),
 		},
-		Conns:   s.admit.count(),
-		Refused: make(map[string]int64, len(refusalReasons)),
+		Conns:        s.admit.count(),
+		Refused:      make(map[string]int64, len(refusalReasons)),
+		SlotTimeouts: s.slotTimeouts.Load(),
 	}
 	for i, r := range refusalReasons {
 		st.Refused[r] = s.refused[i].Load()
@@ -370,6 +392,9 @@ func (s *Server) Stats() Stats {
 // connState is what the front knows of one connection, from before its
 // handshake on; connContext puts it in the connection's context.
 type connState struct {
+	// ctx is quic-go's context of the connection: it ends when the
+	// connection closes.
+	ctx context.Context
 	// settled is whether the handshake was settled: accepted (counted ok)
 	// or closed before (counted failed or timeout), whichever came first.
 	settled atomic.Bool
@@ -377,6 +402,8 @@ type connState struct {
 	// stream; until then the connection's receive window stays small and
 	// it may open no media stream.
 	loggedIn atomic.Bool
+	// slot is whether the connection holds a token of Server.slots.
+	slot atomic.Bool
 }
 
 type connStateKey struct{}
@@ -405,8 +432,9 @@ func (s *Server) connContext(ctx context.Context, ci *quicgo.ClientInfo) (contex
 		s.refused[refusalByReason[err]].Add(1)
 		return nil, err
 	}
-	st := &connState{}
+	st := &connState{ctx: ctx}
 	context.AfterFunc(ctx, func() {
+		s.releaseSlot(st)
 		if s.admit.put(sourceOf(addr)) {
 			select {
 			case s.reclaim <- struct{}{}:

@@ -26,7 +26,8 @@ type recordConn struct {
 	sc     secureConn
 	raw    net.Conn // the TCP connection under sc
 	remote netip.AddrPort
-	buf    []byte    // owned by the reader; holds one record
+	buf    []byte    // owned by the reader; holds one record; nil with lazy
+	lazy   *lazyRead // a record buffer borrowed while data comes (crypto/tls); nil: buf
 	room   *sendRoom // owned by the writer; nil when raw cannot be polled
 }
 
@@ -36,13 +37,27 @@ var (
 )
 
 func newRecordConn(sc secureConn, raw net.Conn) *recordConn {
-	return &recordConn{
+	c := &recordConn{
 		sc:     sc,
 		raw:    raw,
 		remote: addrPort(raw.RemoteAddr()),
-		buf:    make([]byte, transport.MaxMessage),
+		lazy:   newLazyRead(sc, raw),
 		room:   newSendRoom(raw),
 	}
+	if c.lazy == nil {
+		c.buf = make([]byte, transport.MaxMessage)
+	}
+	return c
+}
+
+// readRecord reads the next record's plaintext (at most one record; a
+// zero-length one gives nothing), valid until the next read.
+func (c *recordConn) readRecord() ([]byte, error) {
+	if c.lazy != nil {
+		return c.lazy.read(c.sc)
+	}
+	n, err := c.sc.Read(c.buf)
+	return c.buf[:n], err
 }
 
 // addrPort converts a TCP address, IPv4-mapped IPv6 unmapped so that the
@@ -59,9 +74,9 @@ func addrPort(a net.Addr) netip.AddrPort {
 // record gets it skipped, not returned as a message.
 func (c *recordConn) ReadMessage() ([]byte, error) {
 	for range maxEmptyReads {
-		n, err := c.sc.Read(c.buf)
-		if n > 0 {
-			return c.buf[:n], nil
+		rec, err := c.readRecord()
+		if len(rec) > 0 {
+			return rec, nil
 		}
 		if err != nil {
 			return nil, err
@@ -85,12 +100,12 @@ func (c *recordConn) WriteMessage(msg []byte) error {
 func (c *recordConn) ReadMedia() ([]byte, error) {
 	empty := 0
 	for {
-		n, err := c.sc.Read(c.buf)
+		rec, err := c.readRecord()
 		switch {
-		case n == 1 && c.buf[0] == wire.Keepalive && err == nil:
+		case len(rec) == 1 && rec[0] == wire.Keepalive && err == nil:
 			continue // blocks in Read again: a keepalive is a real record
-		case n > 0 || err != nil:
-			return c.buf[:n], err
+		case len(rec) > 0 || err != nil:
+			return rec, err
 		}
 		if empty++; empty == maxEmptyReads {
 			return nil, io.ErrNoProgress
@@ -115,7 +130,12 @@ func (c *recordConn) TryWriteMedia(p []byte) (bool, error) {
 	return true, err
 }
 
-func (c *recordConn) SetReadDeadline(t time.Time) error  { return c.sc.SetReadDeadline(t) }
+func (c *recordConn) SetReadDeadline(t time.Time) error {
+	if c.lazy != nil {
+		return c.lazy.setDeadline(c.sc, t)
+	}
+	return c.sc.SetReadDeadline(t)
+}
 func (c *recordConn) SetWriteDeadline(t time.Time) error { return c.sc.SetWriteDeadline(t) }
 func (c *recordConn) RemoteAddr() netip.AddrPort         { return c.remote }
 

@@ -1,0 +1,132 @@
+package tcp
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/dtcall/dtcall/transport"
+)
+
+// An idle legacy connection should not hold a 16 KiB record buffer: a
+// record is read whole (one message is one record), but most connections
+// wait for minutes between records. So a crypto/tls connection borrows its
+// buffer from recordPool when data comes and gives it back once a read
+// has waited idleRead for nothing; then it waits for the socket to become
+// readable without a buffer (readWait).
+//
+// That is sound because crypto/tls holds no whole record once a read
+// times out (a new connection starts with a buffer, for whatever the
+// handshake read ahead): it returns a whole record's plaintext as soon as the record
+// is complete (our buffer holds the largest), so a read that timed out
+// has at most part of a record, and the rest can only come from the
+// socket. A timeout is not sticky in crypto/tls (the connection reads on).
+// The OpenSSL engine buffers in its own way and keeps its buffer.
+
+// idleRead is how long a read waits holding its buffer: longer than the
+// gaps between a call's frames, so a call keeps its buffers.
+const idleRead = time.Second
+
+var recordPool = sync.Pool{New: func() any {
+	b := make([]byte, transport.MaxMessage)
+	return &b
+}}
+
+// lazyRead is a connection's borrowed record buffer and read deadlines.
+type lazyRead struct {
+	wait readWait
+
+	mu       sync.Mutex
+	deadline time.Time // the core's read deadline
+	short    time.Time // the deadline on the socket during a read: at most the core's
+	buf      *[]byte   // owned by the reader; nil while idle
+}
+
+// newLazyRead returns nil when sc's buffering is not crypto/tls's or raw
+// cannot be polled: the connection then keeps its own buffer.
+func newLazyRead(sc secureConn, raw net.Conn) *lazyRead {
+	if _, std := sc.(*tls.Conn); !std {
+		return nil
+	}
+	w, ok := newReadWait(raw)
+	if !ok {
+		return nil
+	}
+	// Born holding a buffer: the handshake's last read may have taken the
+	// client's first record along, which only a read can return.
+	return &lazyRead{wait: w, buf: recordPool.Get().(*[]byte)}
+}
+
+// read reads one record with a borrowed buffer, and returns the buffer's
+// record bytes, valid until the next read.
+func (l *lazyRead) read(sc secureConn) ([]byte, error) {
+	for {
+		if l.buf == nil {
+			if err := l.wait.readable(); err != nil {
+				return nil, err
+			}
+			l.buf = recordPool.Get().(*[]byte)
+		}
+		l.armShort(sc)
+		n, err := sc.Read(*l.buf)
+		if n > 0 || err == nil || !isTimeout(err) || l.pastDeadline() {
+			return (*l.buf)[:n], err
+		}
+		// Nothing came for idleRead: give the buffer back and wait for
+		// data without it.
+		recordPool.Put(l.buf)
+		l.buf = nil
+		l.restore(sc)
+	}
+}
+
+// armShort puts a deadline idleRead ahead on the socket (at most the
+// core's), resetting it only when less than half of it is left, so that a
+// busy connection does not move a timer per record.
+func (l *lazyRead) armShort(sc secureConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if !l.short.IsZero() && l.short.Sub(now) > idleRead/2 {
+		return
+	}
+	l.short = now.Add(idleRead)
+	if !l.deadline.IsZero() && l.deadline.Before(l.short) {
+		l.short = l.deadline
+	}
+	sc.SetReadDeadline(l.short)
+}
+
+// restore puts the core's deadline back on the socket, for the wait
+// without a buffer.
+func (l *lazyRead) restore(sc secureConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.short = time.Time{}
+	sc.SetReadDeadline(l.deadline)
+}
+
+// setDeadline records the core's read deadline and applies it at once
+// (a deadline in the past must fail a blocked read now).
+func (l *lazyRead) setDeadline(sc secureConn, t time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.deadline = t
+	l.short = time.Time{} // the next read arms again, within t
+	return sc.SetReadDeadline(t)
+}
+
+// pastDeadline reports whether the core's deadline has passed: a timeout
+// then is the core's, not idleness.
+func (l *lazyRead) pastDeadline() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.deadline.IsZero() && !time.Now().Before(l.deadline)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -107,17 +107,11 @@ func setNode(c *Config, v any) error {
 // both or neither, certificate and key both or neither, not a credentials
 // file and a user at once, and each file readable.
 func (l *loader) checkCluster(c Config) error {
-	pairs := []struct{ a, b, aVal, bVal string }{
-		{"nats_user", "nats_password_file", c.NATSUser, c.NATSPasswordFile},
-		{"nats_cert", "nats_key", c.NATSCert, c.NATSKey},
-	}
-	for _, p := range pairs {
-		switch {
-		case p.aVal != "" && p.bVal == "":
-			return fmt.Errorf(`%s: set without %q; set both or neither`, l.sources[p.a], p.b)
-		case p.bVal != "" && p.aVal == "":
-			return fmt.Errorf(`%s: set without %q; set both or neither`, l.sources[p.b], p.a)
-		}
+	if err := l.checkPairs(
+		keyPair{"nats_user", "nats_password_file", c.NATSUser, c.NATSPasswordFile},
+		keyPair{"nats_cert", "nats_key", c.NATSCert, c.NATSKey},
+	); err != nil {
+		return err
 	}
 	if c.NATSCreds != "" && c.NATSUser != "" {
 		return fmt.Errorf(`%s: set with "nats_user"; use a credentials file or a user and password, not both`,

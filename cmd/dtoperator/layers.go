@@ -243,20 +243,31 @@ func (l *loader) config() (Config, error) {
 	return c, nil
 }
 
+// keyPair is two keys that are set together or not at all, with their
+// values.
+type keyPair struct{ a, b, aVal, bVal string }
+
+// checkPairs reports the first pair of which only one key is set.
+func (l *loader) checkPairs(pairs ...keyPair) error {
+	for _, p := range pairs {
+		switch {
+		case p.aVal != "" && p.bVal == "":
+			return fmt.Errorf(`%s: set without %q; set both or neither`, l.sources[p.a], p.b)
+		case p.bVal != "" && p.aVal == "":
+			return fmt.Errorf(`%s: set without %q; set both or neither`, l.sources[p.b], p.a)
+		}
+	}
+	return nil
+}
+
 // check validates what no single setting can: the certificate pairs, the
 // files to read, the data folder and the cluster keys (checkCluster).
 func (l *loader) check(c Config) error {
-	pairs := []struct{ cert, key, certPath, keyPath string }{
-		{"public", "private", c.Public, c.Private},
-		{"modern_public", "modern_private", c.ModernPublic, c.ModernPrivate},
-	}
-	for _, p := range pairs {
-		switch {
-		case p.certPath != "" && p.keyPath == "":
-			return fmt.Errorf(`%s: set without %q; set both or neither`, l.sources[p.cert], p.key)
-		case p.keyPath != "" && p.certPath == "":
-			return fmt.Errorf(`%s: set without %q; set both or neither`, l.sources[p.key], p.cert)
-		}
+	if err := l.checkPairs(
+		keyPair{"public", "private", c.Public, c.Private},
+		keyPair{"modern_public", "modern_private", c.ModernPublic, c.ModernPrivate},
+	); err != nil {
+		return err
 	}
 	if c.Public == "" && c.Data == "" {
 		return errors.New(`no folder for the generated certificate: set "data" ` +

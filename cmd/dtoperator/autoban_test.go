@@ -97,6 +97,7 @@ func (r *running) dial(ctx context.Context, from string, tr client.Transport) (*
 	return client.Dial(ctx, client.Options{
 		Server: "127.0.0.1", CommandPort: r.commandPort, MediaPort: r.mediaPort, QUICPort: r.qp,
 		Transport: tr, PinFile: r.pin, LocalAddr: from, Timeout: 5 * time.Second, Keepalive: -1,
+		DialRetries: -1, // the server's refusal is what is tested, not the client's persistence
 	})
 }
 

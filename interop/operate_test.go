@@ -480,10 +480,14 @@ var families = func() []family {
 		one("dtcall_handshakes_in_progress", gauge, "front", "tcp"),
 		one("dtcall_autoban_active", gauge, ""),
 		one("dtcall_autoban_bans_total", counter, ""),
+		one("dtcall_quic_accept_waits_expired_total", counter, ""),
 	}
 	refused := family{name: "dtcall_connections_refused_total", typ: counter, labels: []string{"front", "reason"}}
 	for _, r := range []string{"banned", "per_source", "evicted"} {
 		refused.values = append(refused.values, []string{"tcp", r})
+	}
+	for _, r := range []string{"banned", "per_source", "total"} {
+		refused.values = append(refused.values, []string{"quic", r})
 	}
 	fs = append(fs, refused)
 	hs := family{name: "dtcall_handshakes_total", typ: counter, labels: []string{"front", "engine", "result"}}

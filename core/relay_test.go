@@ -188,3 +188,28 @@ func TestChunksLeftQueuedCountAsGone(t *testing.T) {
 		t.Fatalf("media on the new connection: %q", got)
 	}
 }
+
+// The media writer ends after writerLinger without anything to write and
+// starts again for the next chunk: a call that pauses longer loses nothing.
+func TestMediaWriterRestartsAfterItsLinger(t *testing.T) {
+	h := newHarness(t, Config{})
+	a, b := inCall(t, h)
+	a.media.put("before the pause")
+	if got := readMedia(t, b); got != "before the pause" {
+		t.Fatalf("bob got %q", got)
+	}
+	ep := func() *mediaEndpoint {
+		h.srv.mu.Lock()
+		defer h.srv.mu.Unlock()
+		return h.srv.sessions[sidOf(b.sid)].media
+	}()
+	waitFor(t, func() bool {
+		ep.writer.Lock()
+		defer ep.writer.Unlock()
+		return !ep.writing
+	})
+	a.media.put("after the pause")
+	if got := readMedia(t, b); got != "after the pause" {
+		t.Fatalf("bob got %q after the writer retired", got)
+	}
+}

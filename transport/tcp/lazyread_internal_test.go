@@ -1,0 +1,104 @@
+package tcp
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dtcall/dtcall/internal/testcert"
+)
+
+// slowWriter splits the next write in two with a pause between the halves:
+// one TLS record that arrives in pieces, across the reader's idle time.
+type slowWriter struct {
+	net.Conn
+	split atomic.Bool
+	pause time.Duration
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	if !w.split.CompareAndSwap(true, false) || len(p) < 2 {
+		return w.Conn.Write(p)
+	}
+	n, err := w.Conn.Write(p[:len(p)/2])
+	if err != nil {
+		return n, err
+	}
+	time.Sleep(w.pause)
+	m, err := w.Conn.Write(p[len(p)/2:])
+	return n + m, err
+}
+
+// A crypto/tls connection reads whole records across its idle times: after
+// more than idleRead without data (its buffer given back), and with one
+// record that arrives in two halves with an idle time between them.
+func TestLazyReadAcrossIdleTimes(t *testing.T) {
+	cert := testcert.Write(t)
+	pair, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var client *slowWriter
+	wg.Go(func() {
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		client = &slowWriter{Conn: raw, pause: idleRead + 300*time.Millisecond}
+		tc := tls.Client(client, &tls.Config{InsecureSkipVerify: true})
+		defer tc.Close()
+		for i, msg := range []string{"first", "after an idle time", "in two halves"} {
+			switch i {
+			case 1:
+				time.Sleep(idleRead + 300*time.Millisecond)
+			case 2:
+				client.split.Store(true)
+			}
+			if _, err := tc.Write([]byte(msg)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		tc.Read(make([]byte, 1)) // until the server closes
+	})
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err := sc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c := newRecordConn(sc, raw)
+	defer c.Close()
+	if c.lazy == nil {
+		t.Fatal("a crypto/tls connection on a TCP socket should borrow its buffer")
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, want := range []string{"first", "after an idle time", "in two halves"} {
+		got, err := c.ReadMessage()
+		if err != nil || string(got) != want {
+			t.Fatalf("read %q, %v; want %q", got, err, want)
+		}
+	}
+	// The core's deadline still holds while no buffer is held.
+	c.SetReadDeadline(time.Now().Add(idleRead + 500*time.Millisecond))
+	start := time.Now()
+	if _, err := c.ReadMessage(); !isTimeout(err) {
+		t.Fatalf("read past the deadline: %v, want a timeout", err)
+	}
+	if took := time.Since(start); took < idleRead {
+		t.Fatalf("the deadline fired after %v, before it was due", took)
+	}
+}

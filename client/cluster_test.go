@@ -68,7 +68,6 @@ func (s *server) waitLocated(t *testing.T, c *client.Client) {
 	t.Fatalf("%s: %s's session %s never seen", s.Node.Node(), c.User(), c.SessionID())
 }
 
-
 // Every reply of PROTOCOL.md with alice, bob and carol on three nodes, for
 // every pairing of client kinds.
 func TestEveryReplyAcrossNodes(t *testing.T) {

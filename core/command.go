@@ -24,13 +24,7 @@ type commandConn struct {
 	log  *slog.Logger
 	out  chan []byte // replies, written in order by writeLoop
 
-	// writer guards the start and the end of writeLoop, so that one runs
-	// at a time and none starts once ServeCommand waits for the last one.
-	// Never held during I/O: taken with Server.mu held (send, setInCall).
-	writer  sync.Mutex
-	writing bool           // a writeLoop runs
-	stopped bool           // ServeCommand is ending: no writeLoop starts
-	writers sync.WaitGroup // the running writeLoop; ServeCommand waits
+	writer onDemand // runs writeLoop while replies wait or a call is probed
 
 	finishOnce sync.Once
 	finishing  atomic.Bool // closing once the queue is out; see finish
@@ -77,34 +71,17 @@ func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
 	}
 	cc.ended(err) // first: the other party of a call hears at once, however long Close takes
 	c.Close()     // also ends a write that ignores deadlines
-	cc.writer.Lock()
-	cc.stopped = true
-	cc.writer.Unlock()
-	cc.writers.Wait()
+	cc.writer.stop()
 }
 
 // wake starts writeLoop unless one runs (or the connection is ending). It
 // never blocks: safe with Server.mu held.
-func (c *commandConn) wake() {
-	c.writer.Lock()
-	defer c.writer.Unlock()
-	if c.writing || c.stopped {
-		return
-	}
-	c.writing = true
-	c.writers.Go(c.writeLoop)
-}
+func (c *commandConn) wake() { c.writer.start(c.writeLoop) }
 
 // idle ends writeLoop if nothing is queued and no call needs probes; it
 // reports whether it did. A send or setInCall after it starts a new one.
 func (c *commandConn) idle() bool {
-	c.writer.Lock()
-	defer c.writer.Unlock()
-	if len(c.out) > 0 || c.inCall.Load() {
-		return false
-	}
-	c.writing = false
-	return true
+	return c.writer.retire(func() bool { return len(c.out) == 0 && !c.inCall.Load() })
 }
 
 // markClosed marks the connection closed; both loops then end and

@@ -44,14 +44,9 @@ type mediaEndpoint struct {
 	// this one (conn is then a peerMedia; see split.go), else "".
 	split string
 
-	// writer guards the start and end of writeLoop, which runs only while
-	// chunks are queued (and lingers a moment after): an endpoint between
-	// calls has no writer goroutine. Never held during I/O; taken by
-	// senders' read loops (enqueue).
-	writer  sync.Mutex
-	writing bool           // a writeLoop runs
-	stopped bool           // the endpoint is ending: no writeLoop starts
-	writers sync.WaitGroup // the running writeLoop
+	// writer runs writeLoop while chunks are queued (it lingers a moment
+	// after): an endpoint between calls has no writer goroutine.
+	writer onDemand
 }
 
 // ServeMedia serves one media connection: it waits for the registration,

@@ -131,36 +131,17 @@ const writerLinger = time.Second
 
 // wake starts writeLoop unless one runs or the endpoint is ending. It never
 // blocks on I/O.
-func (ep *mediaEndpoint) wake() {
-	ep.writer.Lock()
-	defer ep.writer.Unlock()
-	if ep.writing || ep.stopped {
-		return
-	}
-	ep.writing = true
-	ep.writers.Go(ep.writeLoop)
-}
+func (ep *mediaEndpoint) wake() { ep.writer.start(ep.writeLoop) }
 
 // retire ends writeLoop if nothing is queued; it reports whether it did.
 // A chunk queued after it starts a new writeLoop.
 func (ep *mediaEndpoint) retire() bool {
-	ep.writer.Lock()
-	defer ep.writer.Unlock()
-	if len(ep.queue) > 0 {
-		return false
-	}
-	ep.writing = false
-	return true
+	return ep.writer.retire(func() bool { return len(ep.queue) == 0 })
 }
 
 // stopWriter keeps writeLoop from starting again and waits for the one
 // running, once the endpoint is closed.
-func (ep *mediaEndpoint) stopWriter() {
-	ep.writer.Lock()
-	ep.stopped = true
-	ep.writer.Unlock()
-	ep.writers.Wait()
-}
+func (ep *mediaEndpoint) stopWriter() { ep.writer.stop() }
 
 // writeLoop writes queued chunks to the client. Chunks waiting together are
 // written in one piece (except in datagram mode), which keeps up with a

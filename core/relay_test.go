@@ -203,11 +203,7 @@ func TestMediaWriterRestartsAfterItsLinger(t *testing.T) {
 		defer h.srv.mu.Unlock()
 		return h.srv.sessions[sidOf(b.sid)].media
 	}()
-	waitFor(t, func() bool {
-		ep.writer.Lock()
-		defer ep.writer.Unlock()
-		return !ep.writing
-	})
+	waitFor(t, func() bool { return !ep.writer.isRunning() })
 	a.media.put("after the pause")
 	if got := readMedia(t, b); got != "after the pause" {
 		t.Fatalf("bob got %q after the writer retired", got)

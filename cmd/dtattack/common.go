@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -10,8 +12,8 @@ import (
 	"github.com/dtcall/dtcall/client"
 )
 
-// What several modes share: the legitimate client's pin and log-in, and
-// the server's memory.
+// What several modes share: the legitimate client's pin and log-in, the
+// server's memory, and the check-then-run of a mode.
 
 // pinOption sets o's pin from a --pin value: a fingerprint or a PEM file
 // (dtcall's --pin forms).
@@ -53,6 +55,20 @@ func readVmRSS(pid int) int64 {
 			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return n
 		}
+	}
+	return 0
+}
+
+// checkAndRun checks a mode's flags, then runs it, with the exit codes of
+// the tool: 2 for flags that do not check, 1 when the run failed.
+func checkAndRun(stderr io.Writer, mode string, check, run func() error) int {
+	if err := check(); err != nil {
+		fmt.Fprintln(stderr, "dtattack "+mode+":", err)
+		return 2
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(stderr, "dtattack "+mode+":", err)
+		return 1
 	}
 	return 0
 }

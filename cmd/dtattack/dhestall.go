@@ -47,15 +47,7 @@ func runDHEStall(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := m.check(); err != nil {
-		fmt.Fprintln(stderr, "dtattack dhe-stall:", err)
-		return 2
-	}
-	if err := m.run(stdout); err != nil {
-		fmt.Fprintln(stderr, "dtattack dhe-stall:", err)
-		return 1
-	}
-	return 0
+	return checkAndRun(stderr, "dhe-stall", m.check, func() error { return m.run(stdout) })
 }
 
 func (m *dheStall) check() error {

@@ -56,15 +56,7 @@ func runNoHandshake(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := m.check(); err != nil {
-		fmt.Fprintln(stderr, "dtattack no-handshake:", err)
-		return 2
-	}
-	if err := m.run(stdout); err != nil {
-		fmt.Fprintln(stderr, "dtattack no-handshake:", err)
-		return 1
-	}
-	return 0
+	return checkAndRun(stderr, "no-handshake", m.check, func() error { return m.run(stdout) })
 }
 
 func (m *noHandshake) check() error {

@@ -19,16 +19,5 @@ func attachRaw(udp *net.UDPConn, prog []rawInsn) error {
 	for i, in := range prog {
 		f[i] = unix.SockFilter{Code: in.op, Jt: in.jt, Jf: in.jf, K: in.k}
 	}
-	rc, err := udp.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
-			&unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]})
-	}); err != nil {
-		return err
-	}
-	return serr
+	return attach(udp, f)
 }

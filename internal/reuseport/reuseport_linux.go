@@ -61,6 +61,11 @@ func Steer(udp *net.UDPConn, b byte) error {
 	if err != nil {
 		return err
 	}
+	return attach(udp, prog)
+}
+
+// attach attaches prog to udp's reuseport group.
+func attach(udp *net.UDPConn, prog []unix.SockFilter) error {
 	rc, err := udp.SyscallConn()
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type testNode struct {
 	srv  *Server
 	in   chan busSignal // to this node, handled in order by one goroutine
 	done chan struct{}
+	deaf atomic.Bool // signals to this node are lost (a node that stopped answering)
 }
 
 type busSignal struct {
@@ -85,7 +87,7 @@ func (n *testNode) on(node string) *testNode {
 }
 
 func (n *testNode) Signal(node string, sig Signal) {
-	if dst := n.on(node); dst != nil {
+	if dst := n.on(node); dst != nil && !dst.deaf.Load() {
 		dst.in <- busSignal{n.id, sig}
 	}
 }
@@ -410,5 +412,47 @@ func TestSplitMediaSameIPRule(t *testing.T) {
 	waitFor(t, u.isClosed)
 	if got := transport.Refusal(u.refused.Load()); got != transport.RefuseSession {
 		t.Fatalf("refusal %v, want %v", got, transport.RefuseSession)
+	}
+}
+
+// A ring or a split media registration that the other node never answers
+// gives up after its wait: the caller hears ring|notavailable, the media
+// connection is refused (timeout).
+func TestCrossNodeNoAnswer(t *testing.T) {
+	hs, bus := newCluster(t, 2, Config{})
+	a := hs[0].login("alice")
+	b := hs[1].connectConn(newFakeConn("192.0.2.9"), nil)
+	b.user = "bob"
+	b.say("login", "bob", "b")
+	b.sid = b.expect("resp|login|")[3]
+	b.registerMedia()
+	bus.mu.Lock()
+	deaf := bus.nodes["node1"]
+	bus.mu.Unlock()
+	deaf.deaf.Store(true)
+
+	start := time.Now()
+	a.say("call", "bob")
+	a.expect("ring|notavailable|bob")
+	if took := time.Since(start); took < remoteRingWait {
+		t.Fatalf("notavailable after %v, before the ring's wait of %v", took, remoteRingWait)
+	}
+	a.quiet()
+
+	m := newFakeConn("192.0.2.9") // bob's media, reaching node 0
+	start = time.Now()
+	hs[0].wg.Go(func() { hs[0].srv.ServeMedia(context.Background(), m) })
+	m.put(ts() + "|" + b.sid)
+	for range 100 { // bounded: splitBindWait is 3 s
+		if m.isClosed() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := transport.Refusal(m.refused.Load()); got != transport.RefuseTimeout {
+		t.Fatalf("refusal %v, want %v", got, transport.RefuseTimeout)
+	}
+	if took := time.Since(start); took < splitBindWait {
+		t.Fatalf("refused after %v, before the bind's wait of %v", took, splitBindWait)
 	}
 }

@@ -80,7 +80,9 @@ func (ep *mediaEndpoint) enqueue(c *chunk) {
 	}
 	select {
 	case old := <-ep.queue:
-		ep.srv.metrics.drop(DropQueueHead)
+		if len(old.b) > 0 { // an empty chunk only woke the write loop (writeDirect)
+			ep.srv.metrics.drop(DropQueueHead)
+		}
 		ep.unwritten.Add(-1)
 		old.free()
 	default:
@@ -218,15 +220,22 @@ func (ep *mediaEndpoint) writeDirect(p []byte) bool {
 		return true
 	}
 	ep.pushWriteDeadline()
-	wrote, err := ep.direct.TryWriteMedia(p)
+	res, err := ep.direct.TryWriteMedia(p)
 	switch {
 	case err != nil:
 		ep.writeFailed(err, 1)
-	case wrote:
-		ep.srv.metrics.mediaBytesOut.Add(int64(len(p)))
-		ep.srv.metrics.directWrites.Add(1)
+		return true
+	case res == transport.NotTaken:
+		return false
 	}
-	return wrote || err != nil
+	ep.srv.metrics.mediaBytesOut.Add(int64(len(p)))
+	ep.srv.metrics.directWrites.Add(1)
+	if res == transport.Held {
+		// The rest of p waits in the connection: an empty chunk wakes the
+		// write loop to send it, and keeps further frames behind it.
+		ep.enqueue(newChunk(nil))
+	}
+	return true
 }
 
 // pushWriteDeadline keeps a write deadline between 3/4 and all of

@@ -12,33 +12,71 @@ import (
 	"github.com/dtcall/dtcall/transport"
 )
 
-// tryConn is a fake media channel that takes direct writes when decide
-// says it has room (attempts are numbered from 0).
+// tryConn is a fake media channel that takes direct writes as decide says
+// (attempts are numbered from 0). What it holds (transport.Held) goes out
+// with the next WriteMedia.
 type tryConn struct {
 	*fakeConn
 	attempts atomic.Int64
-	decide   func(attempt int64) (room bool, err error)
+	decide   func(attempt int64) (transport.TryResult, error)
+
+	mu          sync.Mutex
+	held        []byte
+	triedOnHeld bool // a write was tried while bytes were held: the core must not
 }
 
-func (c *tryConn) TryWriteMedia(p []byte) (bool, error) {
-	room, err := c.decide(c.attempts.Add(1) - 1)
-	if err != nil {
-		return true, err
+func (c *tryConn) TryWriteMedia(p []byte) (transport.TryResult, error) {
+	res, err := c.decide(c.attempts.Add(1) - 1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.held) > 0 {
+		c.triedOnHeld = true
 	}
-	if !room {
-		return false, nil
+	switch {
+	case err != nil:
+		return transport.Written, err
+	case res == transport.Held:
+		c.held = append(c.held, p...)
+		return res, nil
+	case res == transport.NotTaken:
+		return res, nil
 	}
 	select {
 	case c.out <- append([]byte(nil), p...):
-		return true, nil
+		return transport.Written, nil
 	default:
-		return false, nil // the reader is behind: no room
+		return transport.NotTaken, nil // the reader is behind: no room
 	}
+}
+
+// WriteMedia writes what is held, then p.
+func (c *tryConn) WriteMedia(p []byte) error {
+	c.mu.Lock()
+	held := c.held
+	c.held = nil
+	c.mu.Unlock()
+	if len(held) > 0 {
+		if err := c.fakeConn.WriteMedia(held); err != nil {
+			return err
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return c.fakeConn.WriteMedia(p)
+}
+
+// room is the TryResult of a channel that has room or not.
+func room(ok bool) transport.TryResult {
+	if ok {
+		return transport.Written
+	}
+	return transport.NotTaken
 }
 
 // callWithTryReceiver puts alice and bob in a call with bob's media on a
 // tryConn deciding by decide.
-func callWithTryReceiver(t *testing.T, h *harness, decide func(int64) (bool, error)) (a, b *client, bm *tryConn) {
+func callWithTryReceiver(t *testing.T, h *harness, decide func(int64) (transport.TryResult, error)) (a, b *client, bm *tryConn) {
 	a, b = inCall(t, h)
 	bm = &tryConn{fakeConn: newFakeConn(b.cmd.origin), decide: decide}
 	b.registerMediaConn(bm.fakeConn, bm)
@@ -49,10 +87,32 @@ func callWithTryReceiver(t *testing.T, h *harness, decide func(int64) (bool, err
 // the queue, and however the two alternate; every frame arrives once or is
 // counted as dropped.
 func TestDirectAndQueuedFramesKeepOrder(t *testing.T) {
-	h := newHarness(t, Config{MediaQueue: 8})
 	// No room for 7 attempts in every 14: frames queue up, and the direct
 	// path must then wait until the queue is written.
-	a, b, bm := callWithTryReceiver(t, h, func(n int64) (bool, error) { return n/7%2 == 0, nil })
+	checkOrder(t, func(n int64) (transport.TryResult, error) { return room(n/7%2 == 0), nil })
+}
+
+// Frames a direct write held back part of go out before any later frame,
+// whether the later ones are queued or written directly.
+func TestHeldDirectWritesKeepOrder(t *testing.T) {
+	// Of every 10 attempts: 3 written, 1 held, 3 written (if tried at all:
+	// none may be while something is held), 3 without room.
+	checkOrder(t, func(n int64) (transport.TryResult, error) {
+		switch n % 10 {
+		case 3:
+			return transport.Held, nil
+		case 7, 8, 9:
+			return transport.NotTaken, nil
+		}
+		return transport.Written, nil
+	})
+}
+
+// checkOrder sends frames to a tryConn deciding by decide and checks that
+// they arrive in order, each once or counted as dropped.
+func checkOrder(t *testing.T, decide func(int64) (transport.TryResult, error)) {
+	h := newHarness(t, Config{MediaQueue: 8})
+	a, b, bm := callWithTryReceiver(t, h, decide)
 	var got []int
 	collect := func(m []byte) {
 		for _, f := range strings.Fields(string(m)) {
@@ -104,13 +164,18 @@ func TestDirectAndQueuedFramesKeepOrder(t *testing.T) {
 	if st.DirectWrites == 0 || st.DirectWrites == int64(len(got)) {
 		t.Fatalf("%d direct writes for %d frames: both paths should have carried some", st.DirectWrites, len(got))
 	}
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	if bm.triedOnHeld || len(bm.held) > 0 {
+		t.Fatalf("a write was tried while bytes were held (%v), or bytes are still held (%d)", bm.triedOnHeld, len(bm.held))
+	}
 }
 
 // A receiver with no room never slows the sender: its frames queue and
 // the oldest are dropped, while the sender's session stays responsive.
 func TestDirectReceiverWithoutRoomDoesNotStallSender(t *testing.T) {
 	h := newHarness(t, Config{MediaQueue: 4})
-	a, b, bm := callWithTryReceiver(t, h, func(int64) (bool, error) { return false, nil })
+	a, b, bm := callWithTryReceiver(t, h, func(int64) (transport.TryResult, error) { return transport.NotTaken, nil })
 	for len(bm.out) < cap(bm.out) { // and the write loop blocks on a full channel
 		bm.out <- nil
 	}
@@ -131,7 +196,7 @@ func TestDirectReceiverWithoutRoomDoesNotStallSender(t *testing.T) {
 func TestDirectWriteErrorClosesReceiverMedia(t *testing.T) {
 	h := newHarness(t, Config{MediaLossGrace: time.Millisecond})
 	broken := errors.New("connection reset")
-	a, b, bm := callWithTryReceiver(t, h, func(int64) (bool, error) { return true, broken })
+	a, b, bm := callWithTryReceiver(t, h, func(int64) (transport.TryResult, error) { return transport.Written, broken })
 	a.media.put("frame")
 	waitFor(t, bm.isClosed)
 	if st := h.srv.Stats(); st.WriteFailures != 1 || st.Drops["write_error"] != 1 {

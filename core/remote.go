@@ -382,11 +382,14 @@ type peerMedia struct {
 
 // TryWriteMedia sends p from the sender's goroutine if the cluster can
 // send it without waiting (transport.TryWriter).
-func (m *peerMedia) TryWriteMedia(p []byte) (bool, error) {
+func (m *peerMedia) TryWriteMedia(p []byte) (transport.TryResult, error) {
 	if m.gate.closed() {
-		return false, errPeerMediaClosed
+		return transport.NotTaken, errPeerMediaClosed
 	}
-	return m.try.TryMedia(m.node, m.to, p)
+	if sent, err := m.try.TryMedia(m.node, m.to, p); sent || err != nil {
+		return transport.Written, err
+	}
+	return transport.NotTaken, nil
 }
 
 var errPeerMediaClosed = errors.New("remote party's media closed")

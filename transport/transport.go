@@ -63,19 +63,33 @@ type MediaConn interface {
 	Refuse(r Refusal)
 }
 
-// TryWriter is implemented by media channels that can tell cheaply, without
-// waiting, that a small write would go out at once. The relay then writes
-// a frame from the sender's goroutine instead of handing it to the
-// receiver's writer goroutine: one goroutine wake-up less per frame. When
-// the channel cannot take the write at once, the frame goes the usual way,
-// so a slow receiver still never slows its sender.
+// TryWriter is implemented by media channels that can take a small write
+// without waiting. The relay then writes a frame from the sender's
+// goroutine instead of handing it to the receiver's writer goroutine: one
+// goroutine wake-up less per frame. When the channel cannot take the write
+// at once, the frame goes the usual way, so a slow receiver still never
+// slows its sender.
 type TryWriter interface {
 	// TryWriteMedia writes p (at most MaxTryWrite bytes) in one piece, like
-	// WriteMedia, if the channel can take it now; it reports whether it
-	// wrote. An error means the write was tried and failed. Callers never
-	// run it at the same time as another write on the same channel.
-	TryWriteMedia(p []byte) (bool, error)
+	// WriteMedia, if the channel can take it now, and says what became of
+	// it. An error means the write was tried and failed. Callers never run
+	// it at the same time as another write on the same channel.
+	TryWriteMedia(p []byte) (TryResult, error)
 }
+
+// TryResult is what became of a TryWriteMedia.
+type TryResult uint8
+
+const (
+	// NotTaken: nothing was written; send p the usual way.
+	NotTaken TryResult = iota
+	// Written: p went out.
+	Written
+	// Held: p was taken, but part of it is still in the channel, which had
+	// no room for it. The next WriteMedia (one with nothing new is enough)
+	// sends it first; until then, nothing more may be tried.
+	Held
+)
 
 // MaxTryWrite is the largest write TryWriteMedia takes: a few voice frames.
 const MaxTryWrite = 512

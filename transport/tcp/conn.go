@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -26,9 +27,10 @@ type recordConn struct {
 	sc     secureConn
 	raw    net.Conn // the TCP connection under sc
 	remote netip.AddrPort
-	buf    []byte    // owned by the reader; holds one record; nil with lazy
-	lazy   *lazyRead // a record buffer borrowed while data comes (crypto/tls); nil: buf
-	room   *sendRoom // owned by the writer; nil when raw cannot be polled
+	buf    []byte     // owned by the reader; holds one record; nil with lazy
+	lazy   *lazyRead  // a record buffer borrowed while data comes (crypto/tls); nil: buf
+	try    *trySocket // under a crypto/tls connection: writes that never wait
+	room   *sendRoom  // otherwise (OpenSSL), owned by the writer; nil when raw cannot be polled
 }
 
 var (
@@ -42,7 +44,12 @@ func newRecordConn(sc secureConn, raw net.Conn) *recordConn {
 		raw:    raw,
 		remote: addrPort(raw.RemoteAddr()),
 		lazy:   newLazyRead(sc, raw),
-		room:   newSendRoom(raw),
+	}
+	if tc, ok := sc.(*tls.Conn); ok {
+		c.try, _ = tc.NetConn().(*trySocket)
+	}
+	if c.try == nil {
+		c.room = newSendRoom(raw)
 	}
 	if c.lazy == nil {
 		c.buf = make([]byte, transport.MaxMessage)
@@ -113,21 +120,42 @@ func (c *recordConn) ReadMedia() ([]byte, error) {
 	}
 }
 
-// WriteMedia writes p; up to 16 KiB it is one record.
+// WriteMedia writes p; up to 16 KiB it is one record. What a tried write
+// held back goes first; with p empty, only that.
 func (c *recordConn) WriteMedia(p []byte) error {
+	if len(p) == 0 {
+		if c.try != nil {
+			return c.try.flush()
+		}
+		return nil
+	}
 	_, err := c.sc.Write(p)
 	return err
 }
 
-// TryWriteMedia writes p as one record if the TCP send buffer has room for
-// it now. Both TLS engines write a record straight to the socket, so a
-// record that fits goes out without waiting.
-func (c *recordConn) TryWriteMedia(p []byte) (bool, error) {
-	if len(p) > transport.MaxTryWrite || !c.room.now() {
-		return false, nil
+// TryWriteMedia writes p as one record without waiting. Under crypto/tls
+// the record is written without waiting and what the socket has no room
+// for is held (Held). Under OpenSSL it is written only if the TCP send
+// buffer has room for it now: the engine writes a record straight to the
+// socket, so a record that fits goes out without waiting.
+func (c *recordConn) TryWriteMedia(p []byte) (transport.TryResult, error) {
+	if len(p) > transport.MaxTryWrite {
+		return transport.NotTaken, nil
+	}
+	if c.try != nil {
+		c.try.trying.Store(true)
+		_, err := c.sc.Write(p)
+		c.try.trying.Store(false)
+		if err == nil && c.try.holding() {
+			return transport.Held, nil
+		}
+		return transport.Written, err
+	}
+	if !c.room.now() {
+		return transport.NotTaken, nil
 	}
 	_, err := c.sc.Write(p)
-	return true, err
+	return transport.Written, err
 }
 
 func (c *recordConn) SetReadDeadline(t time.Time) error {

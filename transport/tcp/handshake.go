@@ -55,7 +55,11 @@ func (s *Server) shakeHands(ctx context.Context, nc net.Conn, log *slog.Logger) 
 		log.Debug("TLS established", "dir", "inbound", "engine", "openssl", "version", version, "suite", suite)
 		return dc, true, nil
 	}
-	tc := tls.Server(clienthello.NewReplayConn(nc, raw), s.tls)
+	var under net.Conn = clienthello.NewReplayConn(nc, raw)
+	if ts := newTrySocket(under, nc); ts != nil {
+		under = ts
+	}
+	tc := tls.Server(under, s.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, false, fmt.Errorf("crypto/tls handshake: %w", err)
 	}

@@ -1,0 +1,134 @@
+//go:build unix
+
+package tcp
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dtcall/dtcall/internal/testcert"
+	"github.com/dtcall/dtcall/transport"
+)
+
+// Direct writes to a client that stops reading fill the socket without
+// ever waiting; the record that does not fit is held, not lost or cut, and
+// goes out before anything written after it. The client reads every frame,
+// whole and in order.
+func TestTriedWritesHoldWhatDoesNotFit(t *testing.T) {
+	cert := testcert.Write(t)
+	pair, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	startReading := make(chan struct{})
+	var got []uint64
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		raw.(*net.TCPConn).SetReadBuffer(4096)
+		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+		defer tc.Close()
+		tc.SetDeadline(time.Now().Add(20 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			t.Error(err)
+			return
+		}
+		<-startReading
+		buf := make([]byte, 1<<16)
+		for {
+			n, err := tc.Read(buf)
+			if err != nil {
+				return // the server closes when it has written everything
+			}
+			if n != 32 {
+				t.Errorf("read a %d-byte record, want one 32-byte frame per record", n)
+				return
+			}
+			got = append(got, binary.BigEndian.Uint64(buf))
+		}
+	})
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.(*net.TCPConn).SetWriteBuffer(4096)
+	ts := newTrySocket(raw, raw)
+	sc := tls.Server(ts, &tls.Config{Certificates: []tls.Certificate{pair}})
+	sc.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := sc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c := newRecordConn(sc, raw)
+	if c.try == nil {
+		t.Fatal("a crypto/tls connection on a TCP socket should try its writes")
+	}
+	frame := make([]byte, 32)
+	var sent uint64
+	write := func(try bool) transport.TryResult {
+		t.Helper()
+		binary.BigEndian.PutUint64(frame, sent)
+		sent++
+		if !try {
+			if err := c.WriteMedia(frame); err != nil {
+				t.Fatal(err)
+			}
+			return transport.Written
+		}
+		start := time.Now()
+		res, err := c.TryWriteMedia(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("a tried write took %v", took)
+		}
+		return res
+	}
+	// The client reads nothing yet: the socket fills up.
+	const most = 1 << 20
+	for write(true) != transport.Held {
+		if sent == most {
+			t.Fatalf("%d frames went out to a client that reads nothing", sent)
+		}
+	}
+	held := sent
+	close(startReading)
+	if err := c.WriteMedia(nil); err != nil { // what was held, waiting for room
+		t.Fatal(err)
+	}
+	if c.try.holding() {
+		t.Fatal("still holding after WriteMedia")
+	}
+	for range 10 {
+		write(true)
+	}
+	write(false)
+	if err := c.WriteMedia(nil); err != nil {
+		t.Fatal(err)
+	}
+	sc.Close()
+	wg.Wait()
+	if uint64(len(got)) != sent {
+		t.Fatalf("the client read %d frames of %d (the %dth was held)", len(got), sent, held)
+	}
+	for i, n := range got {
+		if n != uint64(i) {
+			t.Fatalf("frame %d arrived as the %dth", n, i)
+		}
+	}
+	t.Logf("%d frames went out before one was held", held-1)
+}

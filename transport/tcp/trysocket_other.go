@@ -1,0 +1,13 @@
+//go:build !unix
+
+package tcp
+
+import "net"
+
+// rawWriter needs non-blocking writes on the socket; elsewhere direct
+// writes are declined and every frame takes the receiver's writer.
+type rawWriter struct{}
+
+func newRawWriter(net.Conn) (*rawWriter, bool) { return nil, false }
+
+func (*rawWriter) write([]byte) (int, error) { return 0, nil }

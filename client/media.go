@@ -43,6 +43,14 @@ type Media struct {
 	in      chan []byte // received media, filled by readLoop
 	dropped atomic.Int64
 
+	// In the stream modes the first ReadMedia takes reading over from
+	// readLoop (takeOver); readLoop only watches until then.
+	handover atomic.Bool   // asks readLoop to stop at its next read error
+	loopDone chan struct{} // closed when readLoop returns
+	rmu      sync.Mutex    // serializes ReadMedia once it reads the link
+	direct   bool          // under rmu: ReadMedia reads the link
+	stash    [][]byte      // under rmu: what readLoop had queued, to return first
+
 	wmu sync.Mutex // serializes writes
 
 	ctx    context.Context // cancelled by fail
@@ -77,18 +85,26 @@ func newMedia(link mediaLink, datagram bool, timeout time.Duration) *Media {
 		failed:   make(chan struct{}),
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	m.wg.Go(m.readLoop)
+	m.loopDone = make(chan struct{})
+	m.wg.Go(func() {
+		defer close(m.loopDone)
+		m.readLoop()
+	})
 	if st := link.anchor(); st != nil {
 		m.wg.Go(func() { m.anchorLoop(st) })
 	}
 	return m
 }
 
-// readLoop moves received media to m.in until the link fails.
+// readLoop moves received media to m.in until the link fails, or in the
+// stream modes until ReadMedia takes over (takeOver).
 func (m *Media) readLoop() {
 	for {
 		b, err := m.link.read(m.ctx)
 		if err != nil {
+			if m.handover.Load() && isTimeout(err) {
+				return // interrupted by takeOver, not failed
+			}
 			m.fail(mediaError(err))
 			return
 		}
@@ -170,6 +186,9 @@ func (m *Media) fail(err error) {
 // refused the QUIC registration, ErrClosed after Close). It blocks until
 // media arrives, the channel fails or ctx ends.
 func (m *Media) ReadMedia(ctx context.Context) ([]byte, error) {
+	if dr, ok := m.link.(directReader); ok && !m.datagram {
+		return m.readDirect(ctx, dr)
+	}
 	select {
 	case b := <-m.in:
 		return b, nil
@@ -188,6 +207,80 @@ func (m *Media) ReadMedia(ctx context.Context) ([]byte, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// directReader is a stream link that ReadMedia can read itself: a
+// goroutine hand-off less per chunk than through readLoop, which matters
+// to a load generator running hundreds of calls.
+type directReader interface {
+	// readDirect is read, returning ctx's error when ctx ends first (the
+	// link stays usable).
+	readDirect(ctx context.Context) ([]byte, error)
+	// interrupt makes a blocked read return a timeout; resume undoes it.
+	interrupt()
+	resume()
+}
+
+// readDirect is ReadMedia in the stream modes: after taking reading over
+// from readLoop, it returns what readLoop had queued, then reads the link.
+func (m *Media) readDirect(ctx context.Context, dr directReader) ([]byte, error) {
+	m.rmu.Lock()
+	defer m.rmu.Unlock()
+	if !m.direct {
+		m.takeOver(dr)
+	}
+	if len(m.stash) > 0 {
+		b := m.stash[0]
+		m.stash[0] = nil
+		m.stash = m.stash[1:]
+		return b, nil
+	}
+	select {
+	case <-m.failed:
+		return nil, m.err
+	default:
+	}
+	b, err := dr.readDirect(ctx)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil, err
+		}
+		m.fail(mediaError(err))
+		return nil, m.err
+	}
+	return b, nil
+}
+
+// takeOver stops readLoop (its blocked read is interrupted) and keeps what
+// it had queued. Until the first ReadMedia, readLoop watches the link so
+// that Done reports a refused or closed channel the application has not
+// read yet; from then on, ReadMedia does. m.rmu must be held.
+func (m *Media) takeOver(dr directReader) {
+	m.handover.Store(true)
+	dr.interrupt()
+	for waiting := true; waiting; {
+		select {
+		case b := <-m.in: // readLoop may be blocked handing one over
+			m.stash = append(m.stash, b)
+		case <-m.loopDone:
+			waiting = false
+		}
+	}
+	for queued := true; queued; {
+		select {
+		case b := <-m.in:
+			m.stash = append(m.stash, b)
+		default:
+			queued = false
+		}
+	}
+	dr.resume()
+	m.direct = true
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // WriteMedia sends p: as one write (one TLS record on the legacy front, at
@@ -259,11 +352,18 @@ func (m *Media) keepalive() error {
 type byteMedia struct {
 	rw interface {
 		io.ReadWriter
+		SetReadDeadline(time.Time) error
 		SetWriteDeadline(time.Time) error
 	}
 	buf    []byte // owned by the reader
 	jbyte  bool   // legacy: the keepalive is a "D" record
 	closer func()
+
+	// cmu guards reads: each readDirect with a context that can end is
+	// numbered, so that a context ending after its read returned cannot
+	// put a deadline in the past under a later read.
+	cmu   sync.Mutex
+	reads uint64
 }
 
 // newTLSMedia is a legacy media connection.
@@ -287,6 +387,45 @@ func (b *byteMedia) read(context.Context) ([]byte, error) {
 		}
 	}
 }
+
+// readDirect is read, ended early by ctx through a read deadline in the
+// past.
+func (b *byteMedia) readDirect(ctx context.Context) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if ctx.Done() == nil {
+		return b.read(ctx)
+	}
+	b.cmu.Lock()
+	b.reads++
+	this := b.reads
+	b.cmu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		b.cmu.Lock()
+		defer b.cmu.Unlock()
+		if b.reads == this {
+			b.rw.SetReadDeadline(longAgo)
+		}
+	})
+	p, err := b.read(ctx)
+	if !stop() { // ctx ended: its deadline may be set; this read is over
+		b.cmu.Lock()
+		b.reads++
+		b.rw.SetReadDeadline(time.Time{})
+		b.cmu.Unlock()
+		if err != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return p, err
+}
+
+// longAgo is a deadline in the past: a read blocked on it returns now.
+var longAgo = time.Unix(1, 0)
+
+func (b *byteMedia) interrupt() { b.rw.SetReadDeadline(longAgo) }
+func (b *byteMedia) resume()    { b.rw.SetReadDeadline(time.Time{}) }
 
 func (b *byteMedia) write(p []byte, deadline time.Time) error {
 	b.rw.SetWriteDeadline(deadline)

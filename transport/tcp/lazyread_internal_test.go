@@ -32,10 +32,10 @@ func (w *slowWriter) Write(p []byte) (int, error) {
 	return n + m, err
 }
 
-// A crypto/tls connection reads whole records across its idle times: after
-// more than idleRead without data (its buffer given back), and with one
-// record that arrives in two halves with an idle time between them.
-func TestLazyReadAcrossIdleTimes(t *testing.T) {
+// tlsTestListener returns a test certificate and a loopback listener,
+// closed when the test ends.
+func tlsTestListener(t *testing.T) (tls.Certificate, net.Listener) {
+	t.Helper()
 	cert := testcert.Write(t)
 	pair, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
 	if err != nil {
@@ -45,7 +45,15 @@ func TestLazyReadAcrossIdleTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
+	return pair, ln
+}
+
+// A crypto/tls connection reads whole records across its idle times: after
+// more than idleRead without data (its buffer given back), and with one
+// record that arrives in two halves with an idle time between them.
+func TestLazyReadAcrossIdleTimes(t *testing.T) {
+	pair, ln := tlsTestListener(t)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var client *slowWriter

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtcall/dtcall/internal/testcert"
 	"github.com/dtcall/dtcall/transport"
 )
 
@@ -19,16 +18,7 @@ import (
 // goes out before anything written after it. The client reads every frame,
 // whole and in order.
 func TestTriedWritesHoldWhatDoesNotFit(t *testing.T) {
-	cert := testcert.Write(t)
-	pair, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	pair, ln := tlsTestListener(t)
 	startReading := make(chan struct{})
 	var got []uint64
 	var wg sync.WaitGroup

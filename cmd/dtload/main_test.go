@@ -85,6 +85,10 @@ func checkReport(t *testing.T, rep *Report, calls int, lossless bool) {
 	if l.N == 0 || l.P50 <= 0 || l.P90 < l.P50 || l.P99 < l.P90 || l.Max < l.P99 {
 		t.Errorf("latency %+v: want n > 0 and 0 < p50 <= p90 <= p99 <= max", l)
 	}
+	// Frames sent after the ramp are a part of all of them.
+	if s := rep.LatencySteady; s.N == 0 || s.N > l.N || s.P99 > l.Max {
+		t.Errorf("latency after the ramp %+v, of all %+v: want 0 < n <= all's, p99 <= all's max", s, l)
+	}
 	// 2 directions x 50 frames/s x at least 0.5 s of media per call: a
 	// floor that shows media flowed, not a rate (a loaded machine starves
 	// the pacer; rates are the benchmarks' business).

@@ -29,6 +29,7 @@ type direction struct {
 
 	// Owned by the receiver until media returns.
 	lat       []int64 // one-way latency in ns, arrival order
+	steadyLat []int64 // the same, of frames sent after the ramp
 	jitterSum int64   // sum of |lat[i]-lat[i-1]|
 	jitterN   int64
 	malformed int64 // frames that failed the sanity check
@@ -49,7 +50,11 @@ type mediaParams struct {
 	frame int           // bytes per frame, >= frameHeader
 	every time.Duration // between frames of one sender
 	until int64         // clock time at which senders stop
-	live  *liveCounters
+	// steady is the clock time the ramp ends: frames sent from then on
+	// also count in the latency after the ramp, which leaves out the
+	// set-ups' cost (TLS handshakes, logins) to the calls already up.
+	steady int64
+	live   *liveCounters
 }
 
 // runMedia sends frames both ways between a and b until p.until or ctx
@@ -167,6 +172,9 @@ func receive(ctx context.Context, p *mediaParams, m mediaEnd, senderDatagram boo
 		}
 		last = l
 		d.lat = append(d.lat, l)
+		if sent >= p.steady {
+			d.steadyLat = append(d.steadyLat, l)
+		}
 		d.received.Add(1)
 		p.live.framesRx.Add(1)
 	}

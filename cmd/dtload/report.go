@@ -42,14 +42,17 @@ type Report struct {
 	FirstError  *Failure       `json:"first_error,omitempty"` // the earliest failure, when calls_failed > 0
 	Notes       map[string]int `json:"notes,omitempty"`       // not failures, e.g. end_not_seen
 
-	Latency      Percentiles `json:"latency_ms"`
-	JitterMS     float64     `json:"jitter_ms"`
-	FramesSent   uint64      `json:"frames_sent"`
-	FramesRecv   uint64      `json:"frames_received"`
-	LossPct      float64     `json:"loss_pct"`
-	Malformed    int64       `json:"frames_malformed,omitempty"`
-	FramesPerSec float64     `json:"frames_per_s"`
-	MediaS       float64     `json:"media_window_s"`
+	Latency Percentiles `json:"latency_ms"`
+	// LatencySteady is Latency of the frames sent after the ramp: what
+	// the calls get once no more are being set up. find-max judges Latency.
+	LatencySteady Percentiles `json:"latency_after_ramp_ms"`
+	JitterMS      float64     `json:"jitter_ms"`
+	FramesSent    uint64      `json:"frames_sent"`
+	FramesRecv    uint64      `json:"frames_received"`
+	LossPct       float64     `json:"loss_pct"`
+	Malformed     int64       `json:"frames_malformed,omitempty"`
+	FramesPerSec  float64     `json:"frames_per_s"`
+	MediaS        float64     `json:"media_window_s"`
 
 	Logins       int         `json:"logins"`
 	LoginsPerSec float64     `json:"logins_per_s"`
@@ -147,10 +150,11 @@ func ms(ns int64) float64 { return float64(ns) / 1e6 }
 
 // addMedia folds the directions of every call into r.
 func (r *Report) addMedia(dirs []*direction, window time.Duration) {
-	var all []int64
+	var all, steady []int64
 	var jSum, jN int64
 	for _, d := range dirs {
 		all = append(all, d.lat...)
+		steady = append(steady, d.steadyLat...)
 		jSum += d.jitterSum
 		jN += d.jitterN
 		r.FramesSent += d.sent.Load()
@@ -158,6 +162,7 @@ func (r *Report) addMedia(dirs []*direction, window time.Duration) {
 		r.Malformed += d.malformed
 	}
 	r.Latency = percentiles(all)
+	r.LatencySteady = percentiles(steady)
 	if jN > 0 {
 		r.JitterMS = float64(jSum) / float64(jN) / 1e6
 	}
@@ -199,6 +204,9 @@ func (r *Report) writeSummary(w io.Writer) {
 	}
 	l := r.Latency
 	p("  latency    p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms (mean %.3f ms, %d frames)", l.P50, l.P90, l.P99, l.Max, l.Mean, l.N)
+	if s := r.LatencySteady; s.N > 0 && s.N < l.N {
+		p("  after ramp p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms (%d frames sent after the ramp)", s.P50, s.P90, s.P99, s.Max, s.N)
+	}
 	p("  jitter     %.3f ms", r.JitterMS)
 	p("  loss       %.4f %% (%d sent, %d received%s)", r.LossPct, r.FramesSent, r.FramesRecv, malformed(r.Malformed))
 	p("  delivered  %.0f frames/s over %.1f s (first call up to the end; %d/s offered with all calls up)",

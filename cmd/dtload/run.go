@@ -142,7 +142,7 @@ func run(ctx context.Context, cfg runConfig) (*Report, error) {
 	clk := newClock()
 	r.p = &mediaParams{
 		clock: clk, frame: cfg.frame, every: time.Second / time.Duration(cfg.rate),
-		until: int64(cfg.ramp + cfg.duration), live: r.live,
+		until: int64(cfg.ramp + cfg.duration), steady: int64(cfg.ramp), live: r.live,
 	}
 	stopProgress := r.showProgress(watch, clk)
 	outs := r.startCalls(rctx, clk, watch)

@@ -290,7 +290,7 @@ func (s *Server) serveConn(nc net.Conn, t *ticket, kind string, handle func(cont
 		tc.SetKeepAlive(true)
 	}
 	log := s.log.With("peer", addrPort(nc.RemoteAddr()).Addr().String(), "tag", "tls", "port", kind)
-	sc, err := s.secure(t.ctx, nc, log)
+	sc, err := s.secureApart(t.ctx, nc, log)
 	evicted := errors.Is(context.Cause(t.ctx), errEvicted)
 	s.admission.release(t)
 	switch {
@@ -305,6 +305,21 @@ func (s *Server) serveConn(nc net.Conn, t *ticket, kind string, handle func(cont
 		return
 	}
 	handle(s.ctx, newRecordConn(sc, nc))
+}
+
+// secureApart is secure on a goroutine of its own. The handshake's
+// crypto grows a goroutine's stack to 16 KiB or more, and this goroutine
+// goes on to read the connection for its whole life: an idle connection
+// would keep that stack until collections shrink it. A goroutine that ends
+// gives its stack back at once.
+func (s *Server) secureApart(ctx context.Context, nc net.Conn, log *slog.Logger) (sc secureConn, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc, err = s.secure(ctx, nc, log)
+	}()
+	<-done
+	return sc, err
 }
 
 // addListener registers ln and counts its accept loop in s.wg, unless the

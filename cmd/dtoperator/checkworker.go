@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/dtcall/dtcall/accounts"
 )
@@ -31,13 +32,17 @@ func runCheckWorker() int {
 // newCheckWorker returns the Worker that checks costly hashes while calls
 // are in progress, at the lowest CPU priority in a child running this
 // executable, or nil (logged) when the executable cannot be found.
-func newCheckWorker(log *slog.Logger) *accounts.Worker {
+// timeout is WorkerConfig.Timeout; 0 means its default.
+func newCheckWorker(log *slog.Logger, timeout time.Duration) *accounts.Worker {
 	exe, err := os.Executable()
 	if err != nil {
 		log.Warn("no password check worker; costly checks run at normal priority: "+err.Error(), attrTag, "login", attrDir, "system")
 		return nil
 	}
-	return accounts.NewWorker(accounts.WorkerConfig{Command: func() *exec.Cmd { return checkWorkerCommand(exe) }}, log)
+	return accounts.NewWorker(accounts.WorkerConfig{
+		Command: func() *exec.Cmd { return checkWorkerCommand(exe) },
+		Timeout: timeout,
+	}, log)
 }
 
 // checkWorkerCommand returns the command that runs exe as a check worker:

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dtcall/dtcall/accounts"
 )
@@ -21,7 +22,7 @@ func TestCheckWorker(t *testing.T) {
 		t.Errorf("worker command %q, environment %q: want no arguments but the mode and an empty environment", cmd.Args, cmd.Env)
 	}
 
-	w := newCheckWorker(slog.New(slog.DiscardHandler))
+	w := newCheckWorker(slog.New(slog.DiscardHandler), time.Minute) // not starved into a fallback by other tests' load
 	if w == nil {
 		t.Fatal("no worker")
 	}

@@ -1,12 +1,16 @@
 package accounts
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(workerEnv); mode != "" { // a Worker's child (worker_test.go)
+		os.Exit(runTestWorker(mode))
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -47,6 +47,18 @@ type Params struct{ LogN, R, P int }
 // memory.
 var DefaultParams = Params{LogN: 15, R: 8, P: 1}
 
+// Costly reports whether a check with p costs more than one with
+// DefaultParams: scrypt's work, N*r*p, is above 2^15*8. The old tool's
+// N = 2^14, r = 8, p = 16 is costly (eight times the work); new hashes and
+// dtload's load accounts are not; nor are unusable parameters, which
+// Verify refuses at once.
+func (p Params) Costly() bool {
+	return p.check() == nil && p.work() > DefaultParams.work()
+}
+
+// work is N*r*p, what a check's CPU time is proportional to.
+func (p Params) work() int64 { return int64(p.R) * int64(p.P) << p.LogN }
+
 // check reports why p is unusable, or nil.
 func (p Params) check() error {
 	switch {

@@ -340,7 +340,7 @@ func TestQueueForgets(t *testing.T) {
 	for i := range 3 * forgetAfter {
 		s.Authenticate(context.Background(), netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "alice", "x")
 	}
-	if n := len(s.sched.served); n > forgetAfter {
+	if n := len(s.lanes[laneCheap].served); n > forgetAfter {
 		t.Errorf("served holds %d sources, want at most %d", n, forgetAfter)
 	}
 }

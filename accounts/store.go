@@ -16,46 +16,98 @@ import (
 var ErrBadCredentials = errors.New("bad user name or password")
 
 // Store holds the accounts of a users file and checks passwords against
-// them. At most a fixed number of scrypt checks run at once across the
-// Store; further checks wait in a queue bounded per source and in all (see
-// Limits), served fairly across sources. Replace swaps in the accounts of
-// a reloaded users file. All methods are safe for concurrent use.
+// them. Checks go through one of two lanes by their cost (Params.Costly):
+// costly checks (the old tool's p=16 hashes) and the rest. In each lane at
+// most a fixed number of scrypt checks run at once; further checks wait in
+// a queue bounded per source and in all (see Limits), served fairly across
+// sources. So a cheap check never waits behind a costly one. While calls
+// are in progress (SetWorker), costly checks run in a Worker process at
+// the lowest CPU priority. Replace swaps in the accounts of a reloaded
+// users file. All methods are safe for concurrent use.
 type Store struct {
 	set      atomic.Pointer[accountSet] // the accounts now; replaced whole
-	sched    *scheduler
-	decoyKey []byte // picks an unknown name's decoy; random per Store
+	lanes    [2]*scheduler              // by laneOf
+	decoyKey []byte                     // picks an unknown name's decoy; random per Store
+	worker   atomic.Pointer[offload]    // nil: every check runs in this process
 
 	checks    atomic.Uint64 // checks finished, including results dropped for a done ctx
 	rejected  atomic.Uint64 // Authenticate calls that returned ErrBadCredentials
 	canceled  atomic.Uint64 // Authenticate calls that returned a ctx error
 	throttled atomic.Uint64 // Authenticate calls that returned a *ThrottledError
+	inWorker  atomic.Uint64 // checks a Worker ran
+	fallbacks atomic.Uint64 // checks the Worker failed, run here instead
 
-	// verify is Hash.Verify; tests replace it to watch checks run.
+	// verify is Hash.Verify and costly Params.Costly; tests replace them
+	// to watch checks run and to send cheap hashes to the Worker.
 	verify func(h Hash, password string) bool
+	costly func(Params) bool
 }
 
 // NewStore returns a Store of entries that runs at most maxConcurrent
-// checks at once, with the default Limits. maxConcurrent <= 0 means
-// max(1, GOMAXPROCS-1), which keeps one core free for calls in progress
-// however many logins arrive. If a name occurs more than once (ParseUsers
-// never returns such entries), the first entry wins. NewStore copies what
+// checks at once in each lane, with the default Limits. maxConcurrent <= 0
+// means max(1, GOMAXPROCS-1), which keeps one core free for calls in
+// progress however many logins of a kind arrive (costly ones take only
+// idle CPU while calls are in progress; see SetWorker). If a name occurs
+// more than once (ParseUsers never returns such entries), the first entry
+// wins. NewStore copies what
 // it keeps of entries.
 func NewStore(entries []Entry, maxConcurrent int) *Store {
 	if maxConcurrent <= 0 {
 		maxConcurrent = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	s := &Store{
-		sched:    newScheduler(maxConcurrent),
+		lanes:    [2]*scheduler{newScheduler(maxConcurrent), newScheduler(maxConcurrent)},
 		decoyKey: newDecoyKey(),
 		verify:   Hash.Verify,
+		costly:   Params.Costly,
 	}
 	s.Replace(entries)
 	return s
 }
 
-// SetLimits changes the bounds of the check queue for the logins that
+// SetLimits changes the bounds of both lanes' queues for the logins that
 // follow; zero fields mean the defaults.
-func (s *Store) SetLimits(l Limits) { s.sched.setLimits(l) }
+func (s *Store) SetLimits(l Limits) {
+	for _, q := range s.lanes {
+		q.setLimits(l)
+	}
+}
+
+// Lanes, the index into Store.lanes.
+const (
+	laneCheap  = 0
+	laneCostly = 1
+)
+
+// laneOf returns the lane of checks of h. It depends on h's parameters
+// only, so an unknown name's decoy goes where the accounts it stands for
+// go.
+func (s *Store) laneOf(h Hash) int {
+	if s.costly(h.Params) {
+		return laneCostly
+	}
+	return laneCheap
+}
+
+// offload is what SetWorker set.
+type offload struct {
+	busy   func() bool
+	worker *Worker
+}
+
+// SetWorker makes costly checks that start while busy() is true run in w
+// (see Worker) instead of this process; other checks, and all of them
+// when w is nil, run here. busy must not block: the core's "calls in
+// progress". A check w fails (its process died, or it was starved of CPU
+// for WorkerConfig.Timeout) is run here instead, so the result is the
+// same.
+func (s *Store) SetWorker(busy func() bool, w *Worker) {
+	if busy == nil || w == nil {
+		s.worker.Store(nil)
+		return
+	}
+	s.worker.Store(&offload{busy: busy, worker: w})
+}
 
 // accountSet is one generation of accounts; read-only once made.
 type accountSet struct {
@@ -100,9 +152,9 @@ func (s *Store) Len() int { return len(s.set.Load().users) }
 // for a name (see decoy.go), through the same queue, so timing does not
 // tell unknown names from real ones.
 //
-// Authenticate waits for a check slot in a queue served fairly across
-// sources (autoban.Source: an IPv4 address or an IPv6 /64; see
-// scheduler), then blocks for the check itself (about 0.8 s
+// Authenticate waits for a check slot of the hash's lane in a queue
+// served fairly across sources (autoban.Source: an IPv4 address or an IPv6
+// /64; see scheduler), then blocks for the check itself (about 0.8 s
 // of CPU for the old tool's hashes, 0.1 s for DefaultParams). It returns a
 // *ThrottledError at once when source has Limits.PerSource checks waiting
 // or the queue holds Limits.Queue, and after Limits.Wait without a slot.
@@ -116,7 +168,8 @@ func (s *Store) Authenticate(ctx context.Context, source netip.Addr, name, passw
 		h = set.decoys.pick(s.decoyKey, name)
 	}
 	key := autoban.Source(source)
-	if err := s.sched.acquire(ctx, key); err != nil {
+	lane := s.laneOf(h)
+	if err := s.lanes[lane].acquire(ctx, key); err != nil {
 		var te *ThrottledError
 		if errors.As(err, &te) {
 			s.throttled.Add(1)
@@ -125,7 +178,7 @@ func (s *Store) Authenticate(ctx context.Context, source netip.Addr, name, passw
 		s.canceled.Add(1)
 		return fmt.Errorf("authenticate: wait for a check slot: %w", err)
 	}
-	ok := s.check(key, h, password)
+	ok := s.check(lane, key, h, password)
 	if err := ctx.Err(); err != nil {
 		s.canceled.Add(1)
 		return fmt.Errorf("authenticate: %w", err)
@@ -137,40 +190,56 @@ func (s *Store) Authenticate(ctx context.Context, source netip.Addr, name, passw
 	return nil
 }
 
-// check runs one check in a slot acquire took for key and gives the slot
-// back.
-func (s *Store) check(key netip.Prefix, h Hash, password string) bool {
+// check runs one check in a slot of lane that acquire took for key and
+// gives the slot back. A costly check that starts while busy runs in the
+// Worker, or here if the Worker fails it.
+func (s *Store) check(lane int, key netip.Prefix, h Hash, password string) bool {
 	defer func() {
-		s.sched.release(key)
+		s.lanes[lane].release(key)
 		s.checks.Add(1)
 	}()
+	if p := s.worker.Load(); p != nil && lane == laneCostly && p.busy() {
+		ok, err := p.worker.verify(h, password)
+		if err == nil {
+			s.inWorker.Add(1)
+			return ok
+		}
+		s.fallbacks.Add(1) // the Worker logged why
+	}
 	return s.verify(h, password)
 }
 
 // Stats are a Store's counters, for metrics.
 type Stats struct {
-	Limit     int    // most checks that run at once
+	Limit     int    // most checks that run at once in each lane
 	InFlight  int    // checks running now
 	Waiting   int    // Authenticate calls waiting for a slot
-	Sources   int    // sources with calls waiting
+	Sources   int    // sources with calls waiting, counted once per lane
 	Checks    uint64 // checks finished
 	Rejected  uint64 // Authenticate calls that returned ErrBadCredentials
 	Canceled  uint64 // Authenticate calls that returned a ctx error
 	Throttled uint64 // Authenticate calls that returned a *ThrottledError
+	InWorker  uint64 // checks a Worker ran (SetWorker)
+	Fallbacks uint64 // checks a Worker failed, run in this process instead
 }
 
 // Stats returns a snapshot of s's counters. The fields are read one by one,
 // so they may be mutually inconsistent by a few in-progress calls.
 func (s *Store) Stats() Stats {
-	inFlight, waiting, sources := s.sched.stats()
-	return Stats{
-		Limit:     s.sched.slots,
-		InFlight:  inFlight,
-		Waiting:   waiting,
-		Sources:   sources,
+	st := Stats{
 		Checks:    s.checks.Load(),
 		Rejected:  s.rejected.Load(),
 		Canceled:  s.canceled.Load(),
 		Throttled: s.throttled.Load(),
+		InWorker:  s.inWorker.Load(),
+		Fallbacks: s.fallbacks.Load(),
 	}
+	for _, q := range s.lanes {
+		inFlight, waiting, sources := q.stats()
+		st.Limit = q.slots
+		st.InFlight += inFlight
+		st.Waiting += waiting
+		st.Sources += sources
+	}
+	return st
 }

@@ -236,9 +236,15 @@ func TestMediaRelay(t *testing.T) {
 	b.expect("ring|incoming|alice")
 	a.media.put("while ringing") // discarded
 	a.media.drained(t)
+	if n := h.srv.CallsInProgress(); n != 0 {
+		t.Errorf("%d calls in progress while ringing, want 0", n)
+	}
 	b.say("accept", "alice")
 	a.expect("call|start|bob")
 	b.expect("call|start|alice")
+	if n := h.srv.CallsInProgress(); n != 1 {
+		t.Errorf("%d calls in progress, want 1", n)
+	}
 	var want bytes.Buffer
 	for i := range 50 {
 		f := bytes.Repeat([]byte{byte(i)}, 32)
@@ -259,6 +265,9 @@ func TestMediaRelay(t *testing.T) {
 	a.say("end", "bob")
 	b.expect("call|end|alice")
 	a.sync()
+	if n := h.srv.CallsInProgress(); n != 0 {
+		t.Errorf("%d calls in progress after the call, want 0", n)
+	}
 	a.media.put("after the call") // discarded
 	b.media.put("after the call")
 	select {

@@ -190,6 +190,11 @@ type Stats struct {
 	Signals         int64            // signals received from other nodes since start
 }
 
+// CallsInProgress returns the number of answered calls now (Stats'
+// ActiveCalls). It does not block or take the core's lock, so a password
+// check may ask it (accounts.Store.SetPacing).
+func (s *Server) CallsInProgress() int64 { return s.metrics.activeCalls.Load() }
+
 // Stats returns a snapshot of the core's counters.
 func (s *Server) Stats() Stats {
 	m := &s.metrics

@@ -466,6 +466,7 @@ var families = func() []family {
 		one("dtcall_logins_total", counter, "result", "ok", "bad_credentials", "banned", "throttled", "invalid"),
 		one("dtcall_login_check_seconds", histogram, ""),
 		one("dtcall_login_checks_waiting", gauge, ""),
+		one("dtcall_login_checks_worker_total", counter, "result", "worker", "fallback"),
 		one("dtcall_media_bytes_total", counter, "direction", "in", "out"),
 		one("dtcall_media_dropped_total", counter, "reason", "queue_head", "queue_tail", "peer_gone", "write_error", "gone", "quic_receive_queue"),
 		one("dtcall_reloads_total", counter, "result", "ok", "error"),

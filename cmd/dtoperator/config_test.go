@@ -17,6 +17,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == checkWorkerArg { // newCheckWorker's child
+		os.Exit(run(os.Args[1:]))
+	}
 	goleak.VerifyTestMain(m)
 }
 

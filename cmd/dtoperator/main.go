@@ -28,6 +28,9 @@ func main() { os.Exit(run(os.Args[1:])) }
 
 // run is the whole program; it returns the exit status.
 func run(args []string) int {
+	if len(args) > 0 && args[0] == checkWorkerArg {
+		return runCheckWorker()
+	}
 	if len(args) > 0 && args[0] == "user" {
 		return runUser(args[1:], userIO{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, terminal: stdinIsTerminal()})
 	}

@@ -45,6 +45,7 @@ var (
 	descLogins        = desc("dtcall_logins_total", "Login commands, by result.", "result")
 	descLoginCheck    = desc("dtcall_login_check_seconds", "Time of each password check (scrypt), including the wait for a check slot.")
 	descLoginsWaiting = desc("dtcall_login_checks_waiting", "Logins waiting for a password check slot.")
+	descWorkerChecks  = desc("dtcall_login_checks_worker_total", "Costly password checks sent to the check worker while calls were in progress: done there, or failed or starved there and done in the server.", "result")
 	descMediaBytes    = desc("dtcall_media_bytes_total", "Media bytes relayed: in from senders, out to receivers.", "direction")
 	descMediaDropped  = desc("dtcall_media_dropped_total", "Media chunks dropped, by reason.", "reason")
 	descHandshakes    = desc("dtcall_handshakes_total", "TLS and QUIC handshakes, by front, engine and result.", "front", "engine", "result")
@@ -94,7 +95,7 @@ const quicDatagramDrop = "quic_receive_queue"
 func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descSessions, descCallsActive, descCalls, descCallsEnded, descLogins, descLoginCheck,
-		descLoginsWaiting, descMediaBytes, descMediaDropped, descHandshakes, descReloads,
+		descLoginsWaiting, descWorkerChecks, descMediaBytes, descMediaDropped, descHandshakes, descReloads,
 		descDraining, descSlowConsumers, descUnresponsive, descWriteFailures, descQueueDelay,
 		descRateLimited, descFlooders, descCrowded, descRefused, descSlotTimeouts, descHandshaking,
 		descAutobanActive, descAutobanBans,
@@ -135,7 +136,10 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		buckets[b] = h.Counts[i]
 	}
 	ch <- prometheus.MustNewConstHistogram(descLoginCheck, h.Count, h.Sum, buckets)
-	gauge(descLoginsWaiting, float64(m.store.Stats().Waiting))
+	as := m.store.Stats()
+	gauge(descLoginsWaiting, float64(as.Waiting))
+	counter(descWorkerChecks, int64(as.InWorker), "worker")
+	counter(descWorkerChecks, int64(as.Fallbacks), "fallback")
 	counter(descMediaBytes, st.MediaBytesIn, "in")
 	counter(descMediaBytes, st.MediaBytesOut, "out")
 	qs := m.modern.Stats()

@@ -75,6 +75,10 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		coreCfg.Directory, coreCfg.Peers = s.node, s.node
 	}
 	s.calls = core.New(coreCfg, s.store, log)
+	if w := newCheckWorker(log, 0); w != nil {
+		defer w.Close() // after the fronts and the core are done with checks
+		s.store.SetWorker(func() bool { return s.calls.CallsInProgress() > 0 }, w)
+	}
 	if s.node != nil {
 		if err := s.node.Start(s.calls); err != nil {
 			return err

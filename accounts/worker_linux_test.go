@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -42,9 +41,7 @@ func policies(t *testing.T, pid int) []int {
 func TestWorkerChecksAtIdlePriority(t *testing.T) {
 	t.Parallel()
 	w, _ := testWorker(t, "serve", WorkerConfig{})
-	var busy atomic.Bool
-	busy.Store(true)
-	s := workerStore(t, w, &busy)
+	s := busyStore(t, w)
 	if err := s.Authenticate(context.Background(), src, "carol", "carolpw"); err != nil {
 		t.Fatal(err)
 	}

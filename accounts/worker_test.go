@@ -66,6 +66,14 @@ func testWorker(t *testing.T, mode string, cfg WorkerConfig) (*Worker, *atomic.I
 	return w, &starts
 }
 
+// busyStore is workerStore with calls in progress all along.
+func busyStore(t *testing.T, w *Worker) *Store {
+	t.Helper()
+	var busy atomic.Bool
+	busy.Store(true)
+	return workerStore(t, w, &busy)
+}
+
 // workerStore returns a Store with alice (cheap) and carol (costly to the
 // Store, though her hash is as cheap as alice's), checked in w while busy
 // is true.
@@ -143,9 +151,7 @@ func TestWorkerSwitches(t *testing.T) {
 func TestWorkerDecoy(t *testing.T) {
 	t.Parallel()
 	w, _ := testWorker(t, "serve", WorkerConfig{})
-	var busy atomic.Bool
-	busy.Store(true)
-	s := workerStore(t, w, &busy)
+	s := busyStore(t, w)
 	s.costly = func(Params) bool { return true }
 	if err := s.Authenticate(context.Background(), src, "nobody", "x"); err != ErrBadCredentials {
 		t.Fatalf("unknown name: %v", err)
@@ -168,9 +174,7 @@ func TestWorkerFailures(t *testing.T) {
 			if mode == "no such binary" {
 				w.cfg.Command = func() *exec.Cmd { starts.Add(1); return exec.Command("/nonexistent/dtoperator") }
 			}
-			var busy atomic.Bool
-			busy.Store(true)
-			s := workerStore(t, w, &busy)
+			s := busyStore(t, w)
 			for i, pw := range []string{"carolpw", "wrong", "carolpw"} {
 				want := error(nil)
 				if pw == "wrong" {
@@ -202,9 +206,7 @@ func TestWorkerFailures(t *testing.T) {
 func TestWorkerRestarts(t *testing.T) {
 	t.Parallel()
 	w, starts := testWorker(t, "serve", WorkerConfig{Retry: time.Millisecond})
-	var busy atomic.Bool
-	busy.Store(true)
-	s := workerStore(t, w, &busy)
+	s := busyStore(t, w)
 	ctx := context.Background()
 	if err := s.Authenticate(ctx, src, "carol", "carolpw"); err != nil {
 		t.Fatal(err)
@@ -229,9 +231,7 @@ func TestWorkerRestarts(t *testing.T) {
 func TestWorkerClose(t *testing.T) {
 	t.Parallel()
 	w, starts := testWorker(t, "hang", WorkerConfig{})
-	var busy atomic.Bool
-	busy.Store(true)
-	s := workerStore(t, w, &busy)
+	s := busyStore(t, w)
 	done := make(chan error)
 	go func() { done <- s.Authenticate(context.Background(), src, "carol", "carolpw") }()
 	for starts.Load() == 0 {

@@ -122,3 +122,74 @@ func TestTriedWritesHoldWhatDoesNotFit(t *testing.T) {
 	}
 	t.Logf("%d frames went out before one was held", held-1)
 }
+
+// What a tried write held waits for room only within the write deadline:
+// toward a client that never reads, the flush fails with a timeout once
+// the deadline passes, instead of blocking the relay's writer for good.
+func TestHeldBytesMeetTheWriteDeadline(t *testing.T) {
+	pair, ln := tlsTestListener(t)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return
+		}
+		defer raw.Close()
+		raw.(*net.TCPConn).SetReadBuffer(4096)
+		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+		tc.SetDeadline(time.Now().Add(20 * time.Second))
+		if tc.Handshake() == nil {
+			<-stop // reads nothing more
+		}
+	}()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.(*net.TCPConn).SetWriteBuffer(4096)
+	sc := tls.Server(newTrySocket(raw, raw), &tls.Config{Certificates: []tls.Certificate{pair}})
+	sc.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := sc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	sc.SetDeadline(time.Time{})
+	c := newRecordConn(sc, raw)
+	frame := make([]byte, 32)
+	// Fill the socket until a flush of what was held has to wait: a held
+	// tail may still find room at once while the client's window is open.
+	const deadline = 300 * time.Millisecond
+	for round := 0; ; round++ {
+		if round == 10000 {
+			t.Fatal("every flush found room toward a client that reads nothing")
+		}
+		held := false
+		for range 1 << 20 {
+			res, err := c.TryWriteMedia(frame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if held = res == transport.Held; held {
+				break
+			}
+		}
+		if !held {
+			t.Fatal("no tried write was held toward a client that reads nothing")
+		}
+		c.SetWriteDeadline(time.Now().Add(deadline))
+		start := time.Now()
+		err := c.WriteMedia(nil)
+		took := time.Since(start)
+		if err == nil {
+			continue
+		}
+		if !isTimeout(err) {
+			t.Fatalf("flushing toward a client that reads nothing: %v, want a timeout", err)
+		}
+		if took < deadline/2 || took > 10*time.Second {
+			t.Fatalf("the flush ended after %v; the deadline was %v", took, deadline)
+		}
+		return
+	}
+}

@@ -146,7 +146,7 @@ func (c *recordConn) TryWriteMedia(p []byte) (transport.TryResult, error) {
 		c.try.trying.Store(true)
 		_, err := c.sc.Write(p)
 		c.try.trying.Store(false)
-		if err == nil && c.try.holding() {
+		if err == nil && c.try.holding.Load() {
 			return transport.Held, nil
 		}
 		return transport.Written, err

@@ -24,8 +24,9 @@ type trySocket struct {
 	// mu guards held. crypto/tls writes under its own lock, but it may
 	// write on its own (a KeyUpdate reply from the reading goroutine), and
 	// flush comes from outside it.
-	mu   sync.Mutex
-	held []byte // the unwritten tail of records a tried write took
+	mu      sync.Mutex
+	held    []byte      // the unwritten tail of records a tried write took
+	holding atomic.Bool // len(held) > 0, set under mu, read without it
 }
 
 // newTrySocket wraps c, the connection crypto/tls will use, whose socket
@@ -65,6 +66,7 @@ func (s *trySocket) tryLocked(p []byte) (int, error) {
 	}
 	if n < len(p) {
 		s.held = append(s.held, p[n:]...)
+		s.holding.Store(true)
 	}
 	return len(p), nil
 }
@@ -86,12 +88,6 @@ func (s *trySocket) flushLocked() error {
 		return err
 	}
 	s.held = nil // most connections never hold again: do not keep the memory
+	s.holding.Store(false)
 	return nil
-}
-
-// holding reports whether bytes wait for flush.
-func (s *trySocket) holding() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.held) > 0
 }

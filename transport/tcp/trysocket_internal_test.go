@@ -100,7 +100,7 @@ func TestTriedWritesHoldWhatDoesNotFit(t *testing.T) {
 	if err := c.WriteMedia(nil); err != nil { // what was held, waiting for room
 		t.Fatal(err)
 	}
-	if c.try.holding() {
+	if c.try.holding.Load() {
 		t.Fatal("still holding after WriteMedia")
 	}
 	for range 10 {

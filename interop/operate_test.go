@@ -482,6 +482,7 @@ var families = func() []family {
 		one("dtcall_autoban_active", gauge, ""),
 		one("dtcall_autoban_bans_total", counter, ""),
 		one("dtcall_quic_accept_waits_expired_total", counter, ""),
+		one("dtcall_memory_trims_total", counter, ""),
 	}
 	refused := family{name: "dtcall_connections_refused_total", typ: counter, labels: []string{"front", "reason"}}
 	for _, r := range []string{"banned", "per_source", "evicted"} {

@@ -11,6 +11,7 @@ import (
 	"github.com/dtcall/dtcall/accounts/autoban"
 	"github.com/dtcall/dtcall/cluster"
 	"github.com/dtcall/dtcall/core"
+	"github.com/dtcall/dtcall/internal/memtrim"
 	"github.com/dtcall/dtcall/transport/quic"
 	"github.com/dtcall/dtcall/transport/tcp"
 )
@@ -28,6 +29,7 @@ type metricsCollector struct {
 	bans    *autoban.Bans
 	reloads *reloadCounts
 	node    *cluster.Node // nil on a single node: no dtcall_cluster_* families
+	trimmer *memtrim.Trimmer
 }
 
 // reloadCounts counts SIGHUP reloads by outcome.
@@ -58,6 +60,7 @@ var (
 	descRateLimited   = desc("dtcall_commands_rate_limited_total", "Commands refused by the per-session rate limit.")
 	descFlooders      = desc("dtcall_flood_disconnects_total", "Connections closed for a sustained command flood.")
 	descCrowded       = desc("dtcall_calls_crowded_total", "Calls answered busy because the callee's reply queue was over half full.")
+	descMemoryTrims   = desc("dtcall_memory_trims_total", "Collections run to give a burst's memory back to the system once the server went quiet.")
 	descRefused       = desc("dtcall_connections_refused_total", "Connections refused or cut before their handshake, by front and reason.", "front", "reason")
 	descSlotTimeouts  = desc("dtcall_quic_accept_waits_expired_total", "QUIC handshakes that waited 5 s for the accept loop and went on without a slot (quic-go may refuse them).")
 	descHandshaking   = desc("dtcall_handshakes_in_progress", "Connections accepted whose handshake has not finished, by front.", "front")
@@ -98,7 +101,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descLoginsWaiting, descWorkerChecks, descMediaBytes, descMediaDropped, descHandshakes, descReloads,
 		descDraining, descSlowConsumers, descUnresponsive, descWriteFailures, descQueueDelay,
 		descRateLimited, descFlooders, descCrowded, descRefused, descSlotTimeouts, descHandshaking,
-		descAutobanActive, descAutobanBans,
+		descAutobanActive, descAutobanBans, descMemoryTrims,
 	} {
 		ch <- d
 	}
@@ -181,6 +184,7 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	bs := m.bans.Stats()
 	gauge(descAutobanActive, float64(bs.Active))
 	counter(descAutobanBans, bs.Bans)
+	counter(descMemoryTrims, int64(m.trimmer.Trims()))
 	if m.node != nil {
 		collectCluster(ch, m.node.Stats(), st.RemoteCalls)
 	}

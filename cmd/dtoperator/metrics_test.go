@@ -18,6 +18,7 @@ import (
 	"github.com/dtcall/dtcall/accounts/autoban"
 	"github.com/dtcall/dtcall/client"
 	"github.com/dtcall/dtcall/cluster/natstest"
+	"github.com/dtcall/dtcall/internal/memtrim"
 	"github.com/dtcall/dtcall/internal/testcert"
 	"github.com/dtcall/dtcall/internal/testserver"
 )
@@ -146,7 +147,8 @@ func serveMetrics(t *testing.T, ts *testserver.Server) string {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	m := &metricsCollector{core: ts.Core, legacy: ts.Legacy, modern: ts.QUIC, store: accounts.NewStore(nil, 0),
-		bans: autoban.New(autoban.Config{}, log), reloads: &reloadCounts{}, node: ts.Node}
+		bans: autoban.New(autoban.Config{}, log), reloads: &reloadCounts{}, node: ts.Node,
+		trimmer: memtrim.New(memtrim.Config{}, log)}
 	admin, err := startAdmin("127.0.0.1:0", newRegistry(m), func() (bool, string) { return true, "ready" }, log)
 	if err != nil {
 		t.Fatal(err)

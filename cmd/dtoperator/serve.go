@@ -17,6 +17,7 @@ import (
 	"github.com/dtcall/dtcall/accounts/autoban"
 	"github.com/dtcall/dtcall/cluster"
 	"github.com/dtcall/dtcall/core"
+	"github.com/dtcall/dtcall/internal/memtrim"
 	"github.com/dtcall/dtcall/transport/quic"
 	"github.com/dtcall/dtcall/transport/tcp"
 )
@@ -105,9 +106,13 @@ func serve(sigs <-chan os.Signal, s *server) error {
 		return err
 	}
 	defer s.modern.Close()
+	trimmer := memtrim.New(memtrim.Config{}, log)
+	trimCtx, stopTrimming := context.WithCancel(context.Background())
+	defer stopTrimming()
+	go trimmer.Run(trimCtx)
 	if cfg.Metrics != "" {
 		m := &metricsCollector{core: s.calls, legacy: s.legacy, modern: s.modern, store: s.store,
-			bans: s.bans, reloads: &s.reloads, node: s.node}
+			bans: s.bans, reloads: &s.reloads, node: s.node, trimmer: trimmer}
 		if s.admin, err = startAdmin(cfg.Metrics, newRegistry(m), s.readiness, log); err != nil {
 			return err
 		}

@@ -13,7 +13,7 @@ import (
 // An idle legacy connection should not hold a 16 KiB record buffer: a
 // record is read whole (one message is one record), but most connections
 // wait for minutes between records. So a crypto/tls connection borrows its
-// buffer from recordPool when data comes and gives it back once a read
+// buffer from spareRecords when data comes and gives it back once a read
 // has waited idleRead for nothing; then it waits for the socket to become
 // readable without a buffer (readWait).
 //
@@ -29,10 +29,31 @@ import (
 // gaps between a call's frames, so a call keeps its buffers.
 const idleRead = time.Second
 
-var recordPool = sync.Pool{New: func() any {
-	b := make([]byte, transport.MaxMessage)
-	return &b
-}}
+// spareRecords holds record buffers that idle connections gave back, for
+// connections that wake; what does not fit goes to the collector. Not a
+// sync.Pool: that keeps every buffer a burst put back until two
+// collections, and an idle server runs none, so two thousand users who
+// logged in at once would keep a burst's worth of 16 KiB buffers.
+var spareRecords = make(chan *[]byte, 64)
+
+// getRecord returns a spare record buffer or a new one.
+func getRecord() *[]byte {
+	select {
+	case b := <-spareRecords:
+		return b
+	default:
+		b := make([]byte, transport.MaxMessage)
+		return &b
+	}
+}
+
+// putRecord gives b back: kept as a spare, or left to the collector.
+func putRecord(b *[]byte) {
+	select {
+	case spareRecords <- b:
+	default:
+	}
+}
 
 // lazyRead is a connection's borrowed record buffer and read deadlines.
 type lazyRead struct {
@@ -56,7 +77,7 @@ func newLazyRead(sc secureConn, raw net.Conn) *lazyRead {
 	}
 	// Born holding a buffer: the handshake's last read may have taken the
 	// client's first record along, which only a read can return.
-	return &lazyRead{wait: w, buf: recordPool.Get().(*[]byte)}
+	return &lazyRead{wait: w, buf: getRecord()}
 }
 
 // read reads one record with a borrowed buffer, and returns the buffer's
@@ -67,7 +88,7 @@ func (l *lazyRead) read(sc secureConn) ([]byte, error) {
 			if err := l.wait.readable(); err != nil {
 				return nil, err
 			}
-			l.buf = recordPool.Get().(*[]byte)
+			l.buf = getRecord()
 		}
 		l.armShort(sc)
 		n, err := sc.Read(*l.buf)
@@ -76,7 +97,7 @@ func (l *lazyRead) read(sc secureConn) ([]byte, error) {
 		}
 		// Nothing came for idleRead: give the buffer back and wait for
 		// data without it.
-		recordPool.Put(l.buf)
+		putRecord(l.buf)
 		l.buf = nil
 		l.restore(sc)
 	}

@@ -3,12 +3,15 @@ package tcp
 import (
 	"crypto/tls"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/dtcall/dtcall/internal/testcert"
+	"github.com/dtcall/dtcall/transport"
 )
 
 // slowWriter splits the next write in two with a pause between the halves:
@@ -108,5 +111,32 @@ func TestLazyReadAcrossIdleTimes(t *testing.T) {
 	}
 	if took := time.Since(start); took < idleRead {
 		t.Fatalf("the deadline fired after %v, before it was due", took)
+	}
+}
+
+// TestSpareRecordsAreBounded: of 200 record buffers given back at once (a
+// burst of connections going idle), at most cap(spareRecords) outlive
+// the next collection. A sync.Pool would keep all 200 until the one after
+// it, and an idle server runs none.
+func TestSpareRecordsAreBounded(t *testing.T) {
+	const n = 200
+	alive := make([]weak.Pointer[[]byte], n)
+	for i := range alive {
+		b := make([]byte, transport.MaxMessage)
+		alive[i] = weak.Make(&b)
+		putRecord(&b)
+	}
+	runtime.GC()
+	kept := 0
+	for _, p := range alive {
+		if p.Value() != nil {
+			kept++
+		}
+	}
+	if kept > cap(spareRecords) {
+		t.Fatalf("%d of %d buffers given back outlived a collection, want at most %d", kept, n, cap(spareRecords))
+	}
+	if b := getRecord(); len(*b) != transport.MaxMessage {
+		t.Fatalf("a spare buffer of %d bytes, want %d", len(*b), transport.MaxMessage)
 	}
 }

@@ -81,6 +81,8 @@ type scheduler struct {
 	running  map[netip.Prefix]int          // checks running, by source
 	serial   uint64                        // checks started
 	arrivals uint64                        // sources that started waiting, for ties
+	avg      time.Duration                 // moving average of a check's time in its slot; see observeLocked
+	timed    bool                          // avg holds a check's time: one has finished
 }
 
 // sourceQueue is one source's waiting checks, oldest first.
@@ -92,8 +94,9 @@ type sourceQueue struct {
 
 // waiter is one check waiting for a slot.
 type waiter struct {
-	ready   chan struct{} // closed when the slot is granted
-	granted bool          // guarded by scheduler.mu
+	ready     chan struct{} // closed when the slot is granted
+	granted   bool          // guarded by scheduler.mu
+	grantedAt time.Time     // set with granted, before ready is closed
 }
 
 // forgetAfter is how many checks after its last one a source's serial is
@@ -125,26 +128,27 @@ func (s *scheduler) setLimits(l Limits) {
 // *ThrottledError when the source or the queue is at its cap; otherwise it
 // waits until a slot is granted, ctx ends (ctx.Err()) or Limits.Wait
 // passes (a *ThrottledError). After a nil error the caller must call
-// release(key).
-func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) error {
+// release(key, granted) with the time acquire returned: when the slot was
+// granted.
+func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) (granted time.Time, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	s.mu.Lock()
 	if s.free > 0 {
 		s.free--
 		s.startLocked(key)
 		s.mu.Unlock()
-		return nil
+		return time.Now(), nil
 	}
 	q := s.waiting[key]
 	switch {
 	case q != nil && len(q.waiters) >= s.limits.PerSource:
 		s.mu.Unlock()
-		return &ThrottledError{whySource}
+		return time.Time{}, &ThrottledError{whySource}
 	case s.total >= s.limits.Queue:
 		s.mu.Unlock()
-		return &ThrottledError{whyQueue}
+		return time.Time{}, &ThrottledError{whyQueue}
 	}
 	if q == nil {
 		s.arrivals++
@@ -159,30 +163,47 @@ func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) error {
 
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var err error
 	select {
 	case <-w.ready:
-		return nil
+		return w.grantedAt, nil
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-timer.C:
 		err = &ThrottledError{whyWait}
 	}
 	s.mu.Lock()
-	if w.granted { // granted as we gave up: pass the slot on
+	if w.granted { // granted as we gave up: pass the slot on, no check timed
 		s.releaseLocked(key)
 	} else {
 		s.removeLocked(q, w)
 	}
 	s.mu.Unlock()
-	return err
+	return time.Time{}, err
 }
 
-// release gives back a slot that acquire took for key.
-func (s *scheduler) release(key netip.Prefix) {
+// release gives back a slot that acquire took for key at granted, and
+// counts the time since then in the lane's average check time.
+func (s *scheduler) release(key netip.Prefix, granted time.Time) {
+	held := time.Since(granted)
 	s.mu.Lock()
+	s.observeLocked(held)
 	s.releaseLocked(key)
 	s.mu.Unlock()
+}
+
+// avgWeight is the weight of the newest check in the moving average:
+// 1/avgWeight.
+const avgWeight = 8
+
+// observeLocked counts a check that held its slot for held in the moving
+// average of checks (an exponentially weighted one, the newest check
+// weighing 1/8); the first check seeds it.
+func (s *scheduler) observeLocked(held time.Duration) {
+	if !s.timed {
+		s.avg, s.timed = held, true
+		return
+	}
+	s.avg += (held - s.avg) / avgWeight
 }
 
 // releaseLocked ends a check of key and grants the freed slot to the next
@@ -203,7 +224,7 @@ func (s *scheduler) releaseLocked(key netip.Prefix) {
 	if len(q.waiters) == 0 {
 		delete(s.waiting, q.key)
 	}
-	w.granted = true
+	w.granted, w.grantedAt = true, time.Now()
 	close(w.ready)
 	s.startLocked(q.key)
 }

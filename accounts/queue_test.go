@@ -280,7 +280,8 @@ func TestQueueWaitBound(t *testing.T) {
 }
 
 // TestQueueGiveUpAsGranted: when a waiting login gives up at the moment
-// its slot is granted, the slot passes on and none is lost.
+// its slot is granted, the slot passes on and none is lost, and the lane's
+// average check time does not count it.
 func TestQueueGiveUpAsGranted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, _ := slowStore(t, 1, time.Second)
@@ -300,6 +301,11 @@ func TestQueueGiveUpAsGranted(t *testing.T) {
 		s.Authenticate(context.Background(), addr(9), "alice", "after")
 		if d := time.Since(start); d != time.Second {
 			t.Errorf("a login after the race took %v, want one check", d)
+		}
+		// A slot granted as its waiter gave up ran no check: it does not
+		// count in the average, which holds the two 1 s checks only.
+		if q := s.lanes[laneCheap]; q.avg != time.Second {
+			t.Errorf("average check %v, want 1s", q.avg)
 		}
 	})
 }
@@ -343,4 +349,48 @@ func TestQueueForgets(t *testing.T) {
 	if n := len(s.lanes[laneCheap].served); n > forgetAfter {
 		t.Errorf("served holds %d sources, want at most %d", n, forgetAfter)
 	}
+}
+
+// TestQueueAverage pins observeLocked: the first check seeds the average,
+// each later one moves it by 1/8 of the difference.
+func TestQueueAverage(t *testing.T) {
+	const ms = time.Millisecond
+	tests := []struct {
+		held []time.Duration
+		want time.Duration
+	}{
+		{nil, 0},
+		{[]time.Duration{8 * ms}, 8 * ms},
+		{[]time.Duration{0}, 0},
+		{[]time.Duration{8 * ms, 16 * ms}, 9 * ms},
+		{[]time.Duration{8 * ms, 16 * ms, 0}, 7875 * time.Microsecond},
+		{[]time.Duration{0, 8 * ms}, ms},
+		{[]time.Duration{ms, ms, ms, ms}, ms},
+	}
+	for _, tt := range tests {
+		s := newScheduler(1)
+		for _, d := range tt.held {
+			s.observeLocked(d)
+		}
+		if s.avg != tt.want || s.timed != (len(tt.held) > 0) {
+			t.Errorf("after checks of %v: average %v (timed %v), want %v", tt.held, s.avg, s.timed, tt.want)
+		}
+	}
+}
+
+// TestQueueAverageFromGrant: a check is timed from the grant of its slot
+// to its release, so time spent waiting does not count.
+func TestQueueAverageFromGrant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := slowStore(t, 1, time.Second)
+		var wg sync.WaitGroup
+		for i := range 3 { // the second waits 1 s, the third 2 s
+			wg.Go(func() { s.Authenticate(context.Background(), addr(i), "alice", "x") })
+			synctest.Wait()
+		}
+		wg.Wait()
+		if q := s.lanes[laneCheap]; !q.timed || q.avg != time.Second {
+			t.Errorf("average %v (timed %v) after three 1 s checks, want 1s", q.avg, q.timed)
+		}
+	})
 }

@@ -7,15 +7,20 @@ import (
 	"time"
 )
 
-// Limits bound the queue of password checks that wait for a check slot.
-// Zero fields mean the defaults.
+// Limits bound the queue of password checks that wait for a check slot,
+// in each lane. Zero fields mean the defaults.
 type Limits struct {
-	// Queue is how many checks may wait in all; a login beyond it is
-	// refused at once. Default 256.
+	// Queue is how many checks may wait in all, however costly. Beyond
+	// it a check still waits if the wait it can expect, (waiting+1) ×
+	// the lane's average check time ÷ its slots, is at most Wait/2, up to
+	// a hard cap of 8 × Queue waiting (each waiter holds memory and a
+	// connection); otherwise it is refused at once. Until a check of the
+	// lane has finished there is no average, and Queue is a hard cap.
+	// Default 256.
 	Queue int
 	// PerSource is how many checks may wait from one source (an IPv4
 	// address or an IPv6 /64, as autoban counts); a login beyond it is
-	// refused at once. Default 4.
+	// refused at once, however short the expected wait. Default 4.
 	PerSource int
 	// Wait bounds a check's wait for a slot; a login not checked by then is
 	// refused instead of hanging. Default 10 s.
@@ -43,9 +48,9 @@ func (l *Limits) setDefaults() {
 
 // ThrottledError is returned by Store.Authenticate for a login whose
 // password was not checked for load: its source had PerSource checks
-// waiting, the queue was full, or no slot came within Wait. Its Throttled
-// method lets callers tell it from bad credentials without importing this
-// package.
+// waiting, the queue was full (see Limits.Queue), or no slot came within
+// Wait. Its Throttled method lets callers tell it from bad credentials
+// without importing this package.
 type ThrottledError struct{ Why string }
 
 func (e *ThrottledError) Error() string   { return "authenticate: throttled: " + e.Why }
@@ -70,6 +75,18 @@ const (
 // source, checks run in arrival order. A source with several checks
 // pending can wait long while many single-check sources arrive; Wait
 // bounds that.
+//
+// The queue's cap is the wait a newcomer can expect, not only a count
+// (see Limits.Queue): the scheduler keeps a moving average of how long a
+// check holds its slot (observeLocked), and beyond Limits.Queue waiting a
+// check is refused only if, with it, the checks waiting would keep every
+// slot busy for more than Limits.Wait/2, or if queueCeiling × Queue wait
+// (queueFullLocked). So a burst of cheap checks may wait while they can
+// be served in time, and costly ones are refused at Queue as before.
+// Below Queue a check always waits, even when that estimate exceeds
+// Limits.Wait: it counts every waiting check as ahead of the newcomer,
+// but the fair order serves a source with nothing pending after about one
+// check.
 type scheduler struct {
 	mu       sync.Mutex
 	limits   Limits
@@ -125,9 +142,9 @@ func (s *scheduler) setLimits(l Limits) {
 
 // acquire takes a check slot for a check from the source key
 // (autoban.Source of the address). It returns at once with a
-// *ThrottledError when the source or the queue is at its cap; otherwise it
-// waits until a slot is granted, ctx ends (ctx.Err()) or Limits.Wait
-// passes (a *ThrottledError). After a nil error the caller must call
+// *ThrottledError when the source or the queue is at its cap (see
+// queueFullLocked); otherwise it waits until a slot is granted, ctx ends
+// (ctx.Err()) or Limits.Wait passes (a *ThrottledError). After a nil error the caller must call
 // release(key, granted) with the time acquire returned: when the slot was
 // granted.
 func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) (granted time.Time, err error) {
@@ -146,7 +163,7 @@ func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) (granted time
 	case q != nil && len(q.waiters) >= s.limits.PerSource:
 		s.mu.Unlock()
 		return time.Time{}, &ThrottledError{whySource}
-	case s.total >= s.limits.Queue:
+	case s.queueFullLocked():
 		s.mu.Unlock()
 		return time.Time{}, &ThrottledError{whyQueue}
 	}
@@ -179,6 +196,31 @@ func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) (granted time
 	}
 	s.mu.Unlock()
 	return time.Time{}, err
+}
+
+// queueCeiling is how many times Limits.Queue checks may wait at the
+// most, however short the checks: a bound on memory.
+const queueCeiling = 8
+
+// queueFullLocked reports whether a check that would wait must be refused
+// for the queue's length: Limits.Queue checks wait already, and either no
+// check has finished yet (no average), queueCeiling × Queue wait, or the
+// wait the check can expect is above half of Limits.Wait.
+func (s *scheduler) queueFullLocked() bool {
+	switch {
+	case s.total < s.limits.Queue:
+		return false
+	case !s.timed, s.total >= queueCeiling*s.limits.Queue:
+		return true
+	}
+	return s.expectedWaitLocked() > s.limits.Wait/2
+}
+
+// expectedWaitLocked returns the wait a check that joins the queue now can
+// expect: itself and the checks waiting, each holding one of the slots for
+// the average check's time.
+func (s *scheduler) expectedWaitLocked() time.Duration {
+	return time.Duration(s.total+1) * s.avg / time.Duration(s.slots)
 }
 
 // release gives back a slot that acquire took for key at granted, and
@@ -230,8 +272,8 @@ func (s *scheduler) releaseLocked(key netip.Prefix) {
 }
 
 // nextLocked returns the waiting source to serve next (see scheduler), or
-// nil. A linear scan: at most Limits.Queue sources wait, and each check
-// costs milliseconds of scrypt at the least.
+// nil. A linear scan: at most queueCeiling × Limits.Queue sources wait,
+// and each check costs tens of microseconds of scrypt at the least.
 func (s *scheduler) nextLocked() *sourceQueue {
 	var best *sourceQueue
 	var bestPending int

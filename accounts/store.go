@@ -158,7 +158,11 @@ func (s *Store) Len() int { return len(s.set.Load().users) }
 // /64; see scheduler), then blocks for the check itself (about 0.8 s
 // of CPU for the old tool's hashes, 0.1 s for DefaultParams). It returns a
 // *ThrottledError at once when source has Limits.PerSource checks waiting
-// or the queue holds Limits.Queue, and after Limits.Wait without a slot.
+// or the lane's queue is full, and after Limits.Wait without a slot. The
+// queue is full when it holds 8 × Limits.Queue, or when it holds Queue
+// and the wait this login can expect there (the checks waiting and its
+// own at the lane's average check time, spread over the lane's slots) is
+// above Limits.Wait/2, or no check of the lane has finished yet.
 // If ctx ends while waiting, it returns an error wrapping ctx.Err() at
 // once. A check that has started runs to the end, but if ctx is done by
 // then its result is dropped and the ctx error returned.

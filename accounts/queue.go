@@ -7,15 +7,20 @@ import (
 	"time"
 )
 
-// Limits bound the queue of password checks that wait for a check slot.
-// Zero fields mean the defaults.
+// Limits bound the queue of password checks that wait for a check slot,
+// in each lane. Zero fields mean the defaults.
 type Limits struct {
-	// Queue is how many checks may wait in all; a login beyond it is
-	// refused at once. Default 256.
+	// Queue is how many checks may wait in all, however costly. Beyond
+	// it a check still waits if the wait it can expect, (waiting+1) ×
+	// the lane's average check time ÷ its slots, is at most Wait/2, up to
+	// a hard cap of 8 × Queue waiting (each waiter holds memory and a
+	// connection); otherwise it is refused at once. Until a check of the
+	// lane has finished there is no average, and Queue is a hard cap.
+	// Default 256.
 	Queue int
 	// PerSource is how many checks may wait from one source (an IPv4
 	// address or an IPv6 /64, as autoban counts); a login beyond it is
-	// refused at once. Default 4.
+	// refused at once, however short the expected wait. Default 4.
 	PerSource int
 	// Wait bounds a check's wait for a slot; a login not checked by then is
 	// refused instead of hanging. Default 10 s.
@@ -43,9 +48,9 @@ func (l *Limits) setDefaults() {
 
 // ThrottledError is returned by Store.Authenticate for a login whose
 // password was not checked for load: its source had PerSource checks
-// waiting, the queue was full, or no slot came within Wait. Its Throttled
-// method lets callers tell it from bad credentials without importing this
-// package.
+// waiting, the queue was full (see Limits.Queue), or no slot came within
+// Wait. Its Throttled method lets callers tell it from bad credentials
+// without importing this package.
 type ThrottledError struct{ Why string }
 
 func (e *ThrottledError) Error() string   { return "authenticate: throttled: " + e.Why }
@@ -70,6 +75,18 @@ const (
 // source, checks run in arrival order. A source with several checks
 // pending can wait long while many single-check sources arrive; Wait
 // bounds that.
+//
+// The queue's cap is the wait a newcomer can expect, not only a count
+// (see Limits.Queue): the scheduler keeps a moving average of how long a
+// check holds its slot (observeLocked), and beyond Limits.Queue waiting a
+// check is refused only if, with it, the checks waiting would keep every
+// slot busy for more than Limits.Wait/2, or if queueCeiling × Queue wait
+// (queueFullLocked). So a burst of cheap checks may wait while they can
+// be served in time, and costly ones are refused at Queue as before.
+// Below Queue a check always waits, even when that estimate exceeds
+// Limits.Wait: it counts every waiting check as ahead of the newcomer,
+// but the fair order serves a source with nothing pending after about one
+// check.
 type scheduler struct {
 	mu       sync.Mutex
 	limits   Limits
@@ -81,6 +98,8 @@ type scheduler struct {
 	running  map[netip.Prefix]int          // checks running, by source
 	serial   uint64                        // checks started
 	arrivals uint64                        // sources that started waiting, for ties
+	avg      time.Duration                 // moving average of a check's time in its slot; see observeLocked
+	timed    bool                          // avg holds a check's time: one has finished
 }
 
 // sourceQueue is one source's waiting checks, oldest first.
@@ -92,8 +111,9 @@ type sourceQueue struct {
 
 // waiter is one check waiting for a slot.
 type waiter struct {
-	ready   chan struct{} // closed when the slot is granted
-	granted bool          // guarded by scheduler.mu
+	ready     chan struct{} // closed when the slot is granted
+	granted   bool          // guarded by scheduler.mu
+	grantedAt time.Time     // set with granted, before ready is closed
 }
 
 // forgetAfter is how many checks after its last one a source's serial is
@@ -122,29 +142,30 @@ func (s *scheduler) setLimits(l Limits) {
 
 // acquire takes a check slot for a check from the source key
 // (autoban.Source of the address). It returns at once with a
-// *ThrottledError when the source or the queue is at its cap; otherwise it
-// waits until a slot is granted, ctx ends (ctx.Err()) or Limits.Wait
-// passes (a *ThrottledError). After a nil error the caller must call
-// release(key).
-func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) error {
+// *ThrottledError when the source or the queue is at its cap (see
+// queueFullLocked); otherwise it waits until a slot is granted, ctx ends
+// (ctx.Err()) or Limits.Wait passes (a *ThrottledError). After a nil error the caller must call
+// release(key, granted) with the time acquire returned: when the slot was
+// granted.
+func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) (granted time.Time, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	s.mu.Lock()
 	if s.free > 0 {
 		s.free--
 		s.startLocked(key)
 		s.mu.Unlock()
-		return nil
+		return time.Now(), nil
 	}
 	q := s.waiting[key]
 	switch {
 	case q != nil && len(q.waiters) >= s.limits.PerSource:
 		s.mu.Unlock()
-		return &ThrottledError{whySource}
-	case s.total >= s.limits.Queue:
+		return time.Time{}, &ThrottledError{whySource}
+	case s.queueFullLocked():
 		s.mu.Unlock()
-		return &ThrottledError{whyQueue}
+		return time.Time{}, &ThrottledError{whyQueue}
 	}
 	if q == nil {
 		s.arrivals++
@@ -159,30 +180,72 @@ func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) error {
 
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var err error
 	select {
 	case <-w.ready:
-		return nil
+		return w.grantedAt, nil
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-timer.C:
 		err = &ThrottledError{whyWait}
 	}
 	s.mu.Lock()
-	if w.granted { // granted as we gave up: pass the slot on
+	if w.granted { // granted as we gave up: pass the slot on, no check timed
 		s.releaseLocked(key)
 	} else {
 		s.removeLocked(q, w)
 	}
 	s.mu.Unlock()
-	return err
+	return time.Time{}, err
 }
 
-// release gives back a slot that acquire took for key.
-func (s *scheduler) release(key netip.Prefix) {
+// queueCeiling is how many times Limits.Queue checks may wait at the
+// most, however short the checks: a bound on memory.
+const queueCeiling = 8
+
+// queueFullLocked reports whether a check that would wait must be refused
+// for the queue's length: Limits.Queue checks wait already, and either no
+// check has finished yet (no average), queueCeiling × Queue wait, or the
+// wait the check can expect is above half of Limits.Wait.
+func (s *scheduler) queueFullLocked() bool {
+	switch {
+	case s.total < s.limits.Queue:
+		return false
+	case !s.timed, s.total >= queueCeiling*s.limits.Queue:
+		return true
+	}
+	return s.expectedWaitLocked() > s.limits.Wait/2
+}
+
+// expectedWaitLocked returns the wait a check that joins the queue now can
+// expect: itself and the checks waiting, each holding one of the slots for
+// the average check's time.
+func (s *scheduler) expectedWaitLocked() time.Duration {
+	return time.Duration(s.total+1) * s.avg / time.Duration(s.slots)
+}
+
+// release gives back a slot that acquire took for key at granted, and
+// counts the time since then in the lane's average check time.
+func (s *scheduler) release(key netip.Prefix, granted time.Time) {
+	held := time.Since(granted)
 	s.mu.Lock()
+	s.observeLocked(held)
 	s.releaseLocked(key)
 	s.mu.Unlock()
+}
+
+// avgWeight is the weight of the newest check in the moving average:
+// 1/avgWeight.
+const avgWeight = 8
+
+// observeLocked counts a check that held its slot for held in the moving
+// average of checks (an exponentially weighted one, the newest check
+// weighing 1/8); the first check seeds it.
+func (s *scheduler) observeLocked(held time.Duration) {
+	if !s.timed {
+		s.avg, s.timed = held, true
+		return
+	}
+	s.avg += (held - s.avg) / avgWeight
 }
 
 // releaseLocked ends a check of key and grants the freed slot to the next
@@ -203,14 +266,14 @@ func (s *scheduler) releaseLocked(key netip.Prefix) {
 	if len(q.waiters) == 0 {
 		delete(s.waiting, q.key)
 	}
-	w.granted = true
+	w.granted, w.grantedAt = true, time.Now()
 	close(w.ready)
 	s.startLocked(q.key)
 }
 
 // nextLocked returns the waiting source to serve next (see scheduler), or
-// nil. A linear scan: at most Limits.Queue sources wait, and each check
-// costs milliseconds of scrypt at the least.
+// nil. A linear scan: at most queueCeiling × Limits.Queue sources wait,
+// and each check costs tens of microseconds of scrypt at the least.
 func (s *scheduler) nextLocked() *sourceQueue {
 	var best *sourceQueue
 	var bestPending int

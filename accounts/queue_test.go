@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -235,6 +236,8 @@ func TestQueueSourceIsSlash64(t *testing.T) {
 	})
 }
 
+// TestQueueTotalCap: before any check of the lane has finished there is no
+// average check time, and Limits.Queue is a hard cap.
 func TestQueueTotalCap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, _ := slowStore(t, 1, time.Second)
@@ -280,7 +283,8 @@ func TestQueueWaitBound(t *testing.T) {
 }
 
 // TestQueueGiveUpAsGranted: when a waiting login gives up at the moment
-// its slot is granted, the slot passes on and none is lost.
+// its slot is granted, the slot passes on and none is lost, and the lane's
+// average check time does not count it.
 func TestQueueGiveUpAsGranted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, _ := slowStore(t, 1, time.Second)
@@ -300,6 +304,11 @@ func TestQueueGiveUpAsGranted(t *testing.T) {
 		s.Authenticate(context.Background(), addr(9), "alice", "after")
 		if d := time.Since(start); d != time.Second {
 			t.Errorf("a login after the race took %v, want one check", d)
+		}
+		// A slot granted as its waiter gave up ran no check: it does not
+		// count in the average, which holds the two 1 s checks only.
+		if q := s.lanes[laneCheap]; q.avg != time.Second {
+			t.Errorf("average check %v, want 1s", q.avg)
 		}
 	})
 }
@@ -342,5 +351,174 @@ func TestQueueForgets(t *testing.T) {
 	}
 	if n := len(s.lanes[laneCheap].served); n > forgetAfter {
 		t.Errorf("served holds %d sources, want at most %d", n, forgetAfter)
+	}
+}
+
+// TestQueueAverage pins observeLocked: the first check seeds the average,
+// each later one moves it by 1/8 of the difference.
+func TestQueueAverage(t *testing.T) {
+	const ms = time.Millisecond
+	tests := []struct {
+		held []time.Duration
+		want time.Duration
+	}{
+		{nil, 0},
+		{[]time.Duration{8 * ms}, 8 * ms},
+		{[]time.Duration{0}, 0},
+		{[]time.Duration{8 * ms, 16 * ms}, 9 * ms},
+		{[]time.Duration{8 * ms, 16 * ms, 0}, 7875 * time.Microsecond},
+		{[]time.Duration{0, 8 * ms}, ms},
+		{[]time.Duration{ms, ms, ms, ms}, ms},
+	}
+	for _, tt := range tests {
+		s := newScheduler(1)
+		for _, d := range tt.held {
+			s.observeLocked(d)
+		}
+		if s.avg != tt.want || s.timed != (len(tt.held) > 0) {
+			t.Errorf("after checks of %v: average %v (timed %v), want %v", tt.held, s.avg, s.timed, tt.want)
+		}
+	}
+}
+
+// TestQueueAverageFromGrant: a check is timed from the grant of its slot
+// to its release, so time spent waiting does not count.
+func TestQueueAverageFromGrant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := slowStore(t, 1, time.Second)
+		var wg sync.WaitGroup
+		for i := range 3 { // the second waits 1 s, the third 2 s
+			wg.Go(func() { s.Authenticate(context.Background(), addr(i), "alice", "x") })
+			synctest.Wait()
+		}
+		wg.Wait()
+		if q := s.lanes[laneCheap]; !q.timed || q.avg != time.Second {
+			t.Errorf("average %v (timed %v) after three 1 s checks, want 1s", q.avg, q.timed)
+		}
+	})
+}
+
+// many returns 10.0.x.y for i = x*256 + y: a source of its own per i.
+func many(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}) }
+
+// TestQueueSoftCapCheap is the reconnect storm in miniature: 200 logins
+// from 200 sources arrive within 50 ms at a lane of 2 slots whose checks
+// take 1 ms, with Queue 16. About 100 wait at once, far more than Queue,
+// but none can expect to wait more than about 50 ms, well within
+// Limits.Wait/2: all of them are checked, none refused.
+func TestQueueSoftCapCheap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const logins, queue = 200, 16
+		s, _ := slowStore(t, 2, time.Millisecond)
+		s.SetLimits(Limits{Queue: queue})
+		s.Authenticate(context.Background(), addr(1), "alice", "seed") // an average
+		errs := make(chan error, logins)
+		mostWaiting := 0
+		for i := range logins {
+			go func() { errs <- s.Authenticate(context.Background(), many(i), "alice", "x") }()
+			time.Sleep(250 * time.Microsecond) // 4 arrive per ms, 2 are served
+			mostWaiting = max(mostWaiting, s.Stats().Waiting)
+		}
+		failed, first := 0, error(nil)
+		for range logins {
+			if err := <-errs; err != ErrBadCredentials {
+				failed, first = failed+1, cmp.Or(first, err)
+			}
+		}
+		if failed > 0 {
+			t.Errorf("%d of %d logins of the storm failed, the first with %v", failed, logins, first)
+		}
+		if mostWaiting <= queue {
+			t.Errorf("at most %d checks waited at once; the test needs more than Queue (%d)", mostWaiting, queue)
+		}
+		if st := s.Stats(); st.Throttled != 0 || st.Checks != logins+1 {
+			t.Errorf("Stats() = %+v", st)
+		}
+	})
+}
+
+// TestQueueSoftCapCostly: with checks of 200 ms through one slot, Queue 4
+// and Wait 1 s, a check beyond the 4 waiting could expect to wait 1 s,
+// more than half of Wait: it is refused at once, as with no average.
+func TestQueueSoftCapCostly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, started := slowStore(t, 1, 200*time.Millisecond)
+		s.SetLimits(Limits{Queue: 4, Wait: time.Second})
+		s.Authenticate(context.Background(), addr(1), "alice", "seed") // an average
+		// 1 running, 4 waiting, each its own source.
+		for i := range 5 {
+			go s.Authenticate(context.Background(), addr(10+i), "alice", "x")
+			synctest.Wait()
+		}
+		start := time.Now()
+		err := s.Authenticate(context.Background(), addr(99), "alice", "over")
+		if !isThrottled(err) || err.Error() != "authenticate: throttled: "+whyQueue || time.Since(start) != 0 {
+			t.Errorf("a costly check beyond Queue: %v after %v, want throttled (%s) at once", err, time.Since(start), whyQueue)
+		}
+		if st := s.Stats(); st.Waiting != 4 || st.InFlight != 1 {
+			t.Errorf("Stats() = %+v", st)
+		}
+		time.Sleep(time.Hour)
+		if slices.Contains(started(), "over") {
+			t.Error("the throttled login was checked")
+		}
+	})
+}
+
+// TestQueueHardCeiling: however short the checks, at most 8 × Queue wait;
+// the next is refused at once.
+func TestQueueHardCeiling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const queue = 4
+		s, _ := slowStore(t, 1, time.Microsecond)
+		s.SetLimits(Limits{Queue: queue})
+		s.Authenticate(context.Background(), addr(1), "alice", "seed") // an average
+		// 1 running, 32 waiting, each its own source.
+		for i := range 1 + queueCeiling*queue {
+			go s.Authenticate(context.Background(), many(i), "alice", "x")
+			synctest.Wait()
+		}
+		if st := s.Stats(); st.Waiting != queueCeiling*queue || st.Throttled != 0 {
+			t.Errorf("Stats() = %+v, want %d waiting, none throttled", st, queueCeiling*queue)
+		}
+		err := s.Authenticate(context.Background(), many(1000), "alice", "x")
+		if !isThrottled(err) || err.Error() != "authenticate: throttled: "+whyQueue {
+			t.Errorf("a check beyond 8 × Queue: %v, want throttled (%s) at once", err, whyQueue)
+		}
+		time.Sleep(time.Hour)
+	})
+}
+
+// TestQueueFull pins queueFullLocked's rule.
+func TestQueueFull(t *testing.T) {
+	const ms = time.Millisecond
+	tests := []struct {
+		total, queue, slots int
+		avg                 time.Duration // < 0: no check finished
+		wait                time.Duration
+		full                bool
+	}{
+		{3, 4, 1, -1, time.Second, false},               // below Queue
+		{4, 4, 1, -1, time.Second, true},                // at Queue, no average
+		{3, 4, 1, 10 * time.Second, time.Second, false}, // below Queue, however long the wait (no early refusal)
+		{4, 4, 1, ms, 10 * time.Second, false},          // 5 ms
+		{4, 4, 1, 200 * ms, time.Second, true},          // 1 s > 500 ms
+		{4, 4, 2, 200 * ms, time.Second, false},         // 500 ms: at most half of Wait
+		{4, 4, 2, 201 * ms, time.Second, true},          // 502.5 ms
+		{31, 4, 1, 0, time.Second, false},               // just below the ceiling
+		{32, 4, 1, 0, time.Second, true},                // the ceiling, however short the checks
+		{99, 16, 2, ms, 10 * time.Second, false},        // the storm: 50 ms
+	}
+	for i, tt := range tests {
+		s := newScheduler(tt.slots)
+		s.setLimits(Limits{Queue: tt.queue, Wait: tt.wait})
+		s.total = tt.total
+		if tt.avg >= 0 {
+			s.observeLocked(tt.avg)
+		}
+		if got := s.queueFullLocked(); got != tt.full {
+			t.Errorf("case %d (%d waiting, Queue %d, %d slots, average %v, Wait %v): full %v, want %v",
+				i, tt.total, tt.queue, tt.slots, tt.avg, tt.wait, got, tt.full)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/dtcall/dtcall/accounts/autoban"
 )
@@ -157,7 +158,11 @@ func (s *Store) Len() int { return len(s.set.Load().users) }
 // /64; see scheduler), then blocks for the check itself (about 0.8 s
 // of CPU for the old tool's hashes, 0.1 s for DefaultParams). It returns a
 // *ThrottledError at once when source has Limits.PerSource checks waiting
-// or the queue holds Limits.Queue, and after Limits.Wait without a slot.
+// or the lane's queue is full, and after Limits.Wait without a slot. The
+// queue is full when it holds 8 × Limits.Queue, or when it holds Queue
+// and the wait this login can expect there (the checks waiting and its
+// own at the lane's average check time, spread over the lane's slots) is
+// above Limits.Wait/2, or no check of the lane has finished yet.
 // If ctx ends while waiting, it returns an error wrapping ctx.Err() at
 // once. A check that has started runs to the end, but if ctx is done by
 // then its result is dropped and the ctx error returned.
@@ -169,7 +174,8 @@ func (s *Store) Authenticate(ctx context.Context, source netip.Addr, name, passw
 	}
 	key := autoban.Source(source)
 	lane := s.laneOf(h)
-	if err := s.lanes[lane].acquire(ctx, key); err != nil {
+	granted, err := s.lanes[lane].acquire(ctx, key)
+	if err != nil {
 		var te *ThrottledError
 		if errors.As(err, &te) {
 			s.throttled.Add(1)
@@ -178,7 +184,7 @@ func (s *Store) Authenticate(ctx context.Context, source netip.Addr, name, passw
 		s.canceled.Add(1)
 		return fmt.Errorf("authenticate: wait for a check slot: %w", err)
 	}
-	ok := s.check(lane, key, h, password)
+	ok := s.check(lane, key, granted, h, password)
 	if err := ctx.Err(); err != nil {
 		s.canceled.Add(1)
 		return fmt.Errorf("authenticate: %w", err)
@@ -190,12 +196,12 @@ func (s *Store) Authenticate(ctx context.Context, source netip.Addr, name, passw
 	return nil
 }
 
-// check runs one check in a slot of lane that acquire took for key and
-// gives the slot back. A costly check that starts while busy runs in the
-// Worker, or here if the Worker fails it.
-func (s *Store) check(lane int, key netip.Prefix, h Hash, password string) bool {
+// check runs one check in a slot of lane that acquire granted for key at
+// granted and gives the slot back. A costly check that starts while busy
+// runs in the Worker, or here if the Worker fails it.
+func (s *Store) check(lane int, key netip.Prefix, granted time.Time, h Hash, password string) bool {
 	defer func() {
-		s.lanes[lane].release(key)
+		s.lanes[lane].release(key, granted)
 		s.checks.Add(1)
 	}()
 	if p := s.worker.Load(); p != nil && lane == laneCostly && p.busy() {

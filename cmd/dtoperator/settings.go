@@ -106,8 +106,9 @@ var settings = []setting{
 	{key: "autoban_exempt", arg: "cidrs", usage: `sources never banned: CIDR prefixes or addresses, ` +
 		`separated by commas or spaces, e.g. "10.0.0.0/8, 2001:db8::/48" (default "": none)`,
 		set: setAutobanExempt, get: func(c *Config) any { return c.AutobanExempt }},
-	countSetting("login_queue", 1, "password checks that may wait in all; beyond it a login is refused "+
-		"at once (default 256)",
+	countSetting("login_queue", 1, "password checks that may wait in all, in each lane; beyond it a login "+
+		"still waits if it can expect a check within half of login_wait, up to 8 times as many waiting, "+
+		"and is refused at once otherwise (default 256)",
 		func(c *Config) *int { return &c.LoginQueue }),
 	countSetting("login_queue_per_source", 1, "password checks that may wait from one source; beyond it "+
 		"a login is refused at once (default 4)",

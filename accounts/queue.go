@@ -144,9 +144,9 @@ func (s *scheduler) setLimits(l Limits) {
 // (autoban.Source of the address). It returns at once with a
 // *ThrottledError when the source or the queue is at its cap (see
 // queueFullLocked); otherwise it waits until a slot is granted, ctx ends
-// (ctx.Err()) or Limits.Wait passes (a *ThrottledError). After a nil error the caller must call
-// release(key, granted) with the time acquire returned: when the slot was
-// granted.
+// (ctx.Err()) or Limits.Wait passes (a *ThrottledError). After a nil
+// error the caller must call release(key, granted) with the time acquire
+// returned: when the slot was granted.
 func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) (granted time.Time, err error) {
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, err

@@ -72,7 +72,8 @@ type Config struct {
 	// joined by ", " (a string, so that Config stays comparable).
 	AutobanExempt string
 	// "login_queue", "login_queue_per_source": password checks that may
-	// wait, in all and from one source; "login_wait": the longest wait.
+	// wait, in all (soft: see accounts.Limits.Queue) and from one source;
+	// "login_wait": the longest wait.
 	LoginQueue, LoginQueuePerSource int
 	LoginWait                       time.Duration
 	// "reuse_port": open the ports with SO_REUSEPORT, so that a new

@@ -237,14 +237,25 @@ func (s *scheduler) release(key netip.Prefix, granted time.Time) {
 // 1/avgWeight.
 const avgWeight = 8
 
+// outlierSlack is what a check may take beyond twice the average before
+// observeLocked counts it as taking just that.
+const outlierSlack = time.Millisecond
+
 // observeLocked counts a check that held its slot for held in the moving
 // average of checks (an exponentially weighted one, the newest check
-// weighing 1/8); the first check seeds it.
+// weighing 1/8); the first check seeds it. A check counts as taking at
+// most twice the average plus outlierSlack: on saturated cores a granted
+// check can wait a long time to be scheduled, and one such stall of
+// 300 ms would otherwise lift an average of 50 µs checks to 40 ms at
+// once, and refuse a storm of cheap logins that the lane serves at
+// hundreds per second (seen in the reconnect storm, BENCHMARKS.md). A
+// lasting slowdown still lifts the average, by up to an eighth per check.
 func (s *scheduler) observeLocked(held time.Duration) {
 	if !s.timed {
 		s.avg, s.timed = held, true
 		return
 	}
+	held = min(held, 2*s.avg+outlierSlack)
 	s.avg += (held - s.avg) / avgWeight
 }
 

@@ -355,7 +355,8 @@ func TestQueueForgets(t *testing.T) {
 }
 
 // TestQueueAverage pins observeLocked: the first check seeds the average,
-// each later one moves it by 1/8 of the difference.
+// each later one moves it by 1/8 of the difference, counting at most
+// twice the average plus 1 ms.
 func TestQueueAverage(t *testing.T) {
 	const ms = time.Millisecond
 	tests := []struct {
@@ -367,7 +368,9 @@ func TestQueueAverage(t *testing.T) {
 		{[]time.Duration{0}, 0},
 		{[]time.Duration{8 * ms, 16 * ms}, 9 * ms},
 		{[]time.Duration{8 * ms, 16 * ms, 0}, 7875 * time.Microsecond},
-		{[]time.Duration{0, 8 * ms}, ms},
+		{[]time.Duration{0, 8 * ms}, ms / 8},                                 // 8 ms counts as 1 ms
+		{[]time.Duration{ms, 300 * ms}, ms + 2*ms/8},                         // a stall counts as 3 ms
+		{[]time.Duration{ms, 300 * ms, 300 * ms}, 1531250 * time.Nanosecond}, // lasting: up by 1/8 each
 		{[]time.Duration{ms, ms, ms, ms}, ms},
 	}
 	for _, tt := range tests {

@@ -83,7 +83,8 @@ func (t *Trimmer) Trims() uint64 { return t.trims.Load() }
 func (t *Trimmer) Run(ctx context.Context) {
 	tick := time.NewTicker(t.cfg.Interval)
 	defer tick.Stop()
-	w := watch{cfg: t.cfg, last: t.allocated(), lastTrim: t.allocated(), lastAt: time.Now()}
+	start := t.allocated()
+	w := watch{cfg: t.cfg, last: start, lastTrim: start, lastAt: time.Now()}
 	for {
 		select {
 		case <-ctx.Done():

@@ -265,6 +265,22 @@ func (s *scheduler) releaseLocked(key netip.Prefix) {
 	if s.running[key]--; s.running[key] <= 0 {
 		delete(s.running, key)
 	}
+	s.grantLocked()
+}
+
+// grow raises the slots to n (it never lowers them) and grants each new
+// slot to the next waiting check, or keeps it free.
+func (s *scheduler) grow(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ; s.slots < n; s.slots++ {
+		s.grantLocked()
+	}
+}
+
+// grantLocked grants a slot that has come free to the next check, or
+// keeps it free.
+func (s *scheduler) grantLocked() {
 	q := s.nextLocked()
 	if q == nil {
 		s.free++

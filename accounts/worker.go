@@ -21,23 +21,23 @@ import (
 // the low priority, and the 16 MiB each check allocates, away from the
 // server's threads and heap.
 //
-// The child is started at the first check and serves checks one at a
-// time; it exits when its stdin ends, so also when the server dies. A check the child fails (it died, a write or read failed, or no
-// reply came within Timeout, as when normal-priority work starves it) is
-// killed and reported as an error, and the Store runs it itself at normal
-// priority. The next check starts a new child, but after a failure other
-// than starvation not sooner than Retry. Passwords reach the child only
-// through its stdin, never its arguments or environment. All methods are
-// safe for concurrent use.
+// A child serves checks one at a time; up to WorkerConfig.Children run,
+// each started when a check finds no other idle, and kept for the next. A
+// child exits when its stdin ends, so also when the server dies. A child
+// that fails a check (it died, a write or read failed, or no reply came
+// within Timeout, as when normal-priority work starves it) is killed and
+// the check reported as an error, and the Store runs it itself at normal
+// priority. After a failure other than starvation no new child starts
+// for Retry. Passwords reach a child only through its stdin, never its
+// arguments or environment. All methods are safe for concurrent use.
 type Worker struct {
-	cfg WorkerConfig
-	log *slog.Logger
+	cfg   WorkerConfig
+	log   *slog.Logger
+	slots chan struct{} // a token per check in progress; cap Children
 
-	// mu is held through one check: the child checks one at a time.
 	mu       sync.Mutex
-	proc     *workerProc // nil before the first check and after a failure
-	failedAt time.Time   // last failure other than starvation, for Retry
-	closed   bool
+	idle     []*workerProc // children between checks
+	failedAt time.Time     // last failure other than starvation, for Retry
 
 	closing   chan struct{} // closed by Close; ends a check in progress
 	closeOnce sync.Once
@@ -57,6 +57,9 @@ type WorkerConfig struct {
 	// Retry is how long after a failure checks run in the server instead
 	// of starting a new child. Default 10 s.
 	Retry time.Duration
+	// Children is how many checks run at once, each in its own child.
+	// Default 1; dtoperator runs GOMAXPROCS.
+	Children int
 }
 
 func (c *WorkerConfig) setDefaults() {
@@ -65,6 +68,9 @@ func (c *WorkerConfig) setDefaults() {
 	}
 	if c.Retry <= 0 {
 		c.Retry = 10 * time.Second
+	}
+	if c.Children <= 0 {
+		c.Children = 1
 	}
 }
 
@@ -78,51 +84,83 @@ var errStarved = errors.New("password check worker: no reply in time (starved of
 // first needed. log hears of failures.
 func NewWorker(cfg WorkerConfig, log *slog.Logger) *Worker {
 	cfg.setDefaults()
-	return &Worker{cfg: cfg, log: log, closing: make(chan struct{})}
+	return &Worker{cfg: cfg, log: log, slots: make(chan struct{}, cfg.Children), closing: make(chan struct{})}
 }
 
-// Close kills the child, if one runs, and waits for it to exit. Checks
-// after Close fail at once (Store then runs them itself). Close is
-// idempotent.
+// Close ends the checks in progress, kills every child and waits for them
+// to exit. Checks after Close fail at once (Store then runs them itself).
+// Close is idempotent.
 func (w *Worker) Close() error {
-	w.closeOnce.Do(func() { close(w.closing) }) // ends a check in progress
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
-	if w.proc != nil {
-		w.proc.kill()
-		w.proc = nil
-	}
+	w.closeOnce.Do(func() {
+		close(w.closing) // ends the checks in progress, which kill their children
+		for range cap(w.slots) {
+			w.slots <- struct{}{} // each check in progress has ended; none starts
+		}
+		w.mu.Lock()
+		idle := w.idle
+		w.idle = nil
+		w.mu.Unlock()
+		for _, p := range idle {
+			p.kill()
+		}
+	})
 	return nil
 }
 
-// verify checks password against h in the child and reports whether it
-// matches. It blocks for the check, Timeout at most. An error means the
-// password was not checked.
+// verify checks password against h in a child and reports whether it
+// matches. It blocks for the check, Timeout at most, after waiting for
+// one of the Children if all are busy. An error means the password was
+// not checked.
 func (w *Worker) verify(h Hash, password string) (bool, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
+	if isClosed(w.closing) { // Close holds every slot; don't race it for one
 		return false, errWorkerClosed
 	}
-	if w.proc == nil {
-		if since := time.Since(w.failedAt); !w.failedAt.IsZero() && since < w.cfg.Retry {
-			return false, fmt.Errorf("password check worker: failed %v ago, not restarted yet", since.Round(time.Millisecond))
-		}
-		p, err := startWorker(w.cfg.Command())
-		if err != nil {
-			w.failLocked(err)
-			return false, err
-		}
-		w.proc = p
+	select {
+	case w.slots <- struct{}{}:
+	case <-w.closing:
+		return false, errWorkerClosed
 	}
-	ok, err := w.proc.check(h, password, w.cfg.Timeout, w.closing)
+	defer func() { <-w.slots }()
+	p, err := w.take()
 	if err != nil {
-		w.proc.kill()
-		w.proc = nil
-		w.failLocked(err)
+		return false, err
 	}
-	return ok, err
+	ok, err := p.check(h, password, w.cfg.Timeout, w.closing)
+	if err != nil {
+		p.kill()
+		w.mu.Lock()
+		w.failLocked(err)
+		w.mu.Unlock()
+		return false, err
+	}
+	w.mu.Lock()
+	w.idle = append(w.idle, p)
+	w.mu.Unlock()
+	return ok, nil
+}
+
+// take returns an idle child, or starts one. The caller holds a slot, so
+// at most Children exist.
+func (w *Worker) take() (*workerProc, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if isClosed(w.closing) {
+		return nil, errWorkerClosed
+	}
+	if n := len(w.idle); n > 0 {
+		p := w.idle[n-1]
+		w.idle = w.idle[:n-1]
+		return p, nil
+	}
+	if since := time.Since(w.failedAt); !w.failedAt.IsZero() && since < w.cfg.Retry {
+		return nil, fmt.Errorf("password check worker: failed %v ago, not restarted yet", since.Round(time.Millisecond))
+	}
+	p, err := startWorker(w.cfg.Command())
+	if err != nil {
+		w.failLocked(err)
+		return nil, err
+	}
+	return p, nil
 }
 
 // failLocked records and logs a failure. mu must be held.
@@ -137,7 +175,8 @@ func (w *Worker) failLocked(err error) {
 		"tag", "login", "dir", "system", "err", err, "retry_after", w.cfg.Retry)
 }
 
-// workerProc is a running child. Owned by the Worker's mu.
+// workerProc is a running child: in Worker.idle, or owned by the one
+// check that took it.
 type workerProc struct {
 	cmd *exec.Cmd
 	in  io.WriteCloser // its stdin

@@ -46,7 +46,7 @@ func TestWorkerChecksAtIdlePriority(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.mu.Lock()
-	pid := w.proc.cmd.Process.Pid
+	pid := w.idle[0].cmd.Process.Pid
 	w.mu.Unlock()
 	idle := 0
 	for _, p := range policies(t, pid) {

@@ -29,6 +29,11 @@ func runTestWorker(mode string) int {
 		if err := ServeWorker(os.Stdin, os.Stdout); err != nil {
 			return 1
 		}
+	case "slow": // serves after 300 ms, as a child on a loaded machine
+		time.Sleep(300 * time.Millisecond)
+		if err := ServeWorker(os.Stdin, os.Stdout); err != nil {
+			return 1
+		}
 	case "exit": // dies before reading anything
 		return 3
 	case "die": // dies once it has the request
@@ -212,7 +217,7 @@ func TestWorkerRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.mu.Lock()
-	w.proc.cmd.Process.Kill() // dies between checks
+	w.idle[0].cmd.Process.Kill() // dies between checks
 	w.mu.Unlock()
 	for range 2 {
 		if err := s.Authenticate(ctx, src, "carol", "carolpw"); err != nil {
@@ -223,6 +228,65 @@ func TestWorkerRestarts(t *testing.T) {
 	st := s.Stats()
 	if st.Fallbacks != 1 || st.InWorker != 2 || starts.Load() != 2 {
 		t.Errorf("%d fallbacks, %d in the worker, %d children; want 1, 2, 2", st.Fallbacks, st.InWorker, starts.Load())
+	}
+}
+
+// With Children 2, two costly checks run at once, each in a child of its
+// own, and no more children start than that however many checks arrive;
+// the children are kept for the checks after.
+func TestWorkerChildren(t *testing.T) {
+	t.Parallel()
+	w, starts := testWorker(t, "slow", WorkerConfig{Children: 2})
+	s := busyStore(t, w) // maxConcurrent 1: the Worker's Children lift the costly lane to 2
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			if err := s.Authenticate(context.Background(), src, "carol", "carolpw"); err != nil {
+				t.Errorf("check %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := starts.Load(); n != 2 {
+		t.Errorf("%d children started for 6 checks at once, want 2", n)
+	}
+	if st := s.Stats(); st.InWorker != 6 || st.Fallbacks != 0 || st.Limit != 1 {
+		t.Errorf("%d in the worker, %d fallbacks, Limit %d; want 6, 0, 1", st.InWorker, st.Fallbacks, st.Limit)
+	}
+}
+
+// Costly checks in the server (no call in progress) run at most
+// maxConcurrent at once even when the Worker's Children lifted the lane:
+// at normal priority they would take every core.
+func TestCostlyChecksHereStayBounded(t *testing.T) {
+	t.Parallel()
+	w, starts := testWorker(t, "serve", WorkerConfig{Children: 3})
+	var busy atomic.Bool // no call in progress: every check runs here
+	s := workerStore(t, w, &busy)
+	var running, peak atomic.Int32
+	verify := s.verify
+	s.verify = func(h Hash, pw string) bool {
+		n := running.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond)
+		running.Add(-1)
+		return verify(h, pw)
+	}
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			if err := s.Authenticate(context.Background(), src, "carol", "carolpw"); err != nil {
+				t.Errorf("check %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if p := peak.Load(); p != 1 {
+		t.Errorf("%d costly checks at once in the server, want 1 (maxConcurrent)", p)
+	}
+	if n := starts.Load(); n != 0 {
+		t.Errorf("%d children started with no call in progress", n)
 	}
 }
 
@@ -252,6 +316,47 @@ func TestWorkerClose(t *testing.T) {
 	}
 	if st := s.Stats(); st.Fallbacks != 2 || starts.Load() != 1 {
 		t.Errorf("%d fallbacks, %d children; want 2, 1", st.Fallbacks, starts.Load())
+	}
+}
+
+// Close ends every check in progress, one per child, and leaves no child
+// behind.
+func TestWorkerCloseEndsEveryCheck(t *testing.T) {
+	t.Parallel()
+	w, starts := testWorker(t, "hang", WorkerConfig{Children: 3})
+	s := busyStore(t, w)
+	done := make(chan error, 3)
+	for range 3 {
+		go func() { done <- s.Authenticate(context.Background(), src, "carol", "carolpw") }()
+	}
+	for deadline := time.Now().Add(10 * time.Second); starts.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // let the requests reach the children
+	closed := make(chan struct{})
+	go func() { w.Close(); close(closed) }()
+	for i := range 3 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("check %d during Close: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a check in progress did not end with Close")
+		}
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if st := s.Stats(); st.Fallbacks != 3 || starts.Load() != 3 {
+		t.Errorf("%d fallbacks, %d children; want 3, 3", st.Fallbacks, starts.Load())
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.idle) != 0 {
+		t.Errorf("%d children left after Close", len(w.idle))
 	}
 }
 

@@ -90,8 +90,10 @@ const (
 type scheduler struct {
 	mu       sync.Mutex
 	limits   Limits
-	slots    int                           // checks that may run at once
-	free     int                           // slots free; > 0 only while nothing waits
+	slots    int                           // checks that may run at once (but see widen)
+	wide     int                           // checks that may run at once while widen() is true
+	widen    func() bool                   // nil: never; see widenWhile
+	inUse    int                           // checks running
 	waiting  map[netip.Prefix]*sourceQueue // sources with checks waiting
 	total    int                           // checks waiting, over all sources
 	served   map[netip.Prefix]uint64       // each source's serial of its last check started
@@ -124,7 +126,6 @@ const forgetAfter = 4096
 func newScheduler(slots int) *scheduler {
 	s := &scheduler{
 		slots:   slots,
-		free:    slots,
 		waiting: make(map[netip.Prefix]*sourceQueue),
 		served:  make(map[netip.Prefix]uint64),
 		running: make(map[netip.Prefix]int),
@@ -152,8 +153,8 @@ func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) (granted time
 		return time.Time{}, err
 	}
 	s.mu.Lock()
-	if s.free > 0 {
-		s.free--
+	if s.total == 0 && s.inUse < s.limitLocked() {
+		s.inUse++
 		s.startLocked(key)
 		s.mu.Unlock()
 		return time.Now(), nil
@@ -175,6 +176,7 @@ func (s *scheduler) acquire(ctx context.Context, key netip.Prefix) (granted time
 	w := &waiter{ready: make(chan struct{})}
 	q.waiters = append(q.waiters, w)
 	s.total++
+	s.grantLocked() // the limit may have widened since the last check ended
 	wait := s.limits.Wait
 	s.mu.Unlock()
 
@@ -220,7 +222,7 @@ func (s *scheduler) queueFullLocked() bool {
 // expect: itself and the checks waiting, each holding one of the slots for
 // the average check's time.
 func (s *scheduler) expectedWaitLocked() time.Duration {
-	return time.Duration(s.total+1) * s.avg / time.Duration(s.slots)
+	return time.Duration(s.total+1) * s.avg / time.Duration(s.limitLocked())
 }
 
 // release gives back a slot that acquire took for key at granted, and
@@ -260,42 +262,54 @@ func (s *scheduler) observeLocked(held time.Duration) {
 }
 
 // releaseLocked ends a check of key and grants the freed slot to the next
-// check, or keeps it free.
+// checks, as many as the limit lets run now.
 func (s *scheduler) releaseLocked(key netip.Prefix) {
 	if s.running[key]--; s.running[key] <= 0 {
 		delete(s.running, key)
 	}
+	s.inUse--
 	s.grantLocked()
 }
 
-// grow raises the slots to n (it never lowers them) and grants each new
-// slot to the next waiting check, or keeps it free.
-func (s *scheduler) grow(n int) {
+// widenWhile lets n checks run at once (if more than the slots) while
+// widen() is true: costly checks in the idle-priority worker, while calls
+// are in progress (Store.SetWorker). widen must not block; it is called
+// with mu held, when a check arrives or ends.
+func (s *scheduler) widenWhile(widen func() bool, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for ; s.slots < n; s.slots++ {
-		s.grantLocked()
-	}
+	s.widen, s.wide = widen, n
+	s.grantLocked()
 }
 
-// grantLocked grants a slot that has come free to the next check, or
-// keeps it free.
+// limitLocked is how many checks may run at once now.
+func (s *scheduler) limitLocked() int {
+	if s.widen != nil && s.wide > s.slots && s.widen() {
+		return s.wide
+	}
+	return s.slots
+}
+
+// grantLocked grants slots to the next waiting checks while fewer than
+// the limit run.
 func (s *scheduler) grantLocked() {
-	q := s.nextLocked()
-	if q == nil {
-		s.free++
-		return
+	for s.inUse < s.limitLocked() {
+		q := s.nextLocked()
+		if q == nil {
+			return
+		}
+		w := q.waiters[0]
+		q.waiters[0] = nil
+		q.waiters = q.waiters[1:]
+		s.total--
+		if len(q.waiters) == 0 {
+			delete(s.waiting, q.key)
+		}
+		w.granted, w.grantedAt = true, time.Now()
+		close(w.ready)
+		s.inUse++
+		s.startLocked(q.key)
 	}
-	w := q.waiters[0]
-	q.waiters[0] = nil
-	q.waiters = q.waiters[1:]
-	s.total--
-	if len(q.waiters) == 0 {
-		delete(s.waiting, q.key)
-	}
-	w.granted, w.grantedAt = true, time.Now()
-	close(w.ready)
-	s.startLocked(q.key)
 }
 
 // nextLocked returns the waiting source to serve next (see scheduler), or
@@ -350,5 +364,5 @@ func (s *scheduler) removeLocked(q *sourceQueue, w *waiter) {
 func (s *scheduler) stats() (inFlight, waiting, sources int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.slots - s.free, s.total, len(s.waiting)
+	return s.inUse, s.total, len(s.waiting)
 }

@@ -525,3 +525,76 @@ func TestQueueFull(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulerWidensWhileBusy: with widenWhile, the lane runs its wide
+// limit only while widen() is true (calls in progress: the checks run in
+// the idle-priority worker) and its slots otherwise, so that with no call
+// in progress a flooder cannot hold a second slot ahead of a newcomer.
+func TestSchedulerWidensWhileBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newScheduler(1)
+		var mu sync.Mutex
+		busy := false
+		setBusy := func(b bool) { mu.Lock(); busy = b; mu.Unlock() }
+		s.widenWhile(func() bool { mu.Lock(); defer mu.Unlock(); return busy }, 3)
+		ctx := context.Background()
+		src := func(n int) netip.Prefix { return netip.PrefixFrom(addr(n), 32) }
+		granted := make(chan int, 8)
+		wait := func(n int) { // acquire for source n in the background
+			go func() {
+				if _, err := s.acquire(ctx, src(n)); err != nil {
+					t.Errorf("source %d: %v", n, err)
+					return
+				}
+				granted <- n
+			}()
+			synctest.Wait()
+		}
+		grants := func() (got []int) {
+			for {
+				select {
+				case n := <-granted:
+					got = append(got, n)
+				default:
+					slices.Sort(got)
+					return got
+				}
+			}
+		}
+
+		wait(1)
+		wait(2)
+		wait(3)
+		if got := grants(); !slices.Equal(got, []int{1}) {
+			t.Fatalf("not busy: granted %v, want [1] (one slot)", got)
+		}
+		setBusy(true)
+		s.release(src(1), time.Now())
+		synctest.Wait()
+		if got := grants(); !slices.Equal(got, []int{2, 3}) {
+			t.Fatalf("busy, after a release: granted %v, want [2 3]", got)
+		}
+		wait(4)
+		if got := grants(); !slices.Equal(got, []int{4}) {
+			t.Fatalf("busy, 2 of 3 running: granted %v, want [4] at once", got)
+		}
+		setBusy(false) // the calls ended: back to one at a time
+		wait(5)
+		for _, n := range []int{2, 3} {
+			s.release(src(n), time.Now())
+			synctest.Wait()
+			if got := grants(); len(got) != 0 {
+				t.Fatalf("not busy, %d still running: granted %v, want none", 4-n, got)
+			}
+		}
+		s.release(src(4), time.Now())
+		synctest.Wait()
+		if got := grants(); !slices.Equal(got, []int{5}) {
+			t.Fatalf("not busy, none running: granted %v, want [5]", got)
+		}
+		if inFlight, waiting, _ := s.stats(); inFlight != 1 || waiting != 0 {
+			t.Errorf("stats: %d in flight, %d waiting; want 1, 0", inFlight, waiting)
+		}
+		s.release(src(5), time.Now())
+	})
+}

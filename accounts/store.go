@@ -106,18 +106,20 @@ type offload struct {
 // for WorkerConfig.Timeout) is run here instead, so the result is the
 // same.
 //
-// The costly lane then runs up to WorkerConfig.Children checks at once (if
-// that is more than NewStore's maxConcurrent): at idle priority they take
-// only what calls leave over, so on two cores a burst of ten p=16 logins
-// is done in half the time. Costly checks in this process (no call in
-// progress, or the Worker failed them) still run at most maxConcurrent at
-// once; the others wait for one to end.
+// While busy, the costly lane runs up to WorkerConfig.Children checks at
+// once (if that is more than NewStore's maxConcurrent): at idle priority
+// they take only what calls leave over, so on two cores a burst of ten
+// p=16 logins is done in half the time. Otherwise it runs maxConcurrent,
+// as before, and so do costly checks in this process at any time (a check
+// the Worker failed, or one granted just as the calls ended, waits for
+// one to end).
 func (s *Store) SetWorker(busy func() bool, w *Worker) {
 	if busy == nil || w == nil {
+		s.lanes[laneCostly].widenWhile(nil, 0)
 		s.worker.Store(nil)
 		return
 	}
-	s.lanes[laneCostly].grow(w.cfg.Children)
+	s.lanes[laneCostly].widenWhile(busy, w.cfg.Children)
 	s.worker.Store(&offload{busy: busy, worker: w})
 }
 

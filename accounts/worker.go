@@ -58,7 +58,7 @@ type WorkerConfig struct {
 	// of starting a new child. Default 10 s.
 	Retry time.Duration
 	// Children is how many checks run at once, each in its own child.
-	// Default 1; dtoperator runs GOMAXPROCS.
+	// Default 1; dtoperator runs GOMAXPROCS, at most 4.
 	Children int
 }
 

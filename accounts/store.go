@@ -119,7 +119,7 @@ func (s *Store) SetWorker(busy func() bool, w *Worker) {
 		s.worker.Store(nil)
 		return
 	}
-	s.lanes[laneCostly].widenWhile(busy, w.cfg.Children)
+	s.lanes[laneCostly].widenWhile(busy, w.Children())
 	s.worker.Store(&offload{busy: busy, worker: w})
 }
 

@@ -87,6 +87,9 @@ func NewWorker(cfg WorkerConfig, log *slog.Logger) *Worker {
 	return &Worker{cfg: cfg, log: log, slots: make(chan struct{}, cfg.Children), closing: make(chan struct{})}
 }
 
+// Children is how many checks w runs at once (WorkerConfig.Children).
+func (w *Worker) Children() int { return w.cfg.Children }
+
 // Close ends the checks in progress, kills every child and waits for them
 // to exit. Checks after Close fail at once (Store then runs them itself).
 // Close is idempotent.

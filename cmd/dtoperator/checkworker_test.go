@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -27,6 +28,9 @@ func TestCheckWorker(t *testing.T) {
 		t.Fatal("no worker")
 	}
 	defer w.Close()
+	if want := min(runtime.GOMAXPROCS(0), maxCheckWorkers); w.Children() != want {
+		t.Errorf("the worker runs %d checks at once, want %d: one per core, at most %d", w.Children(), want, maxCheckWorkers)
+	}
 	p := accounts.Params{LogN: 3, R: 255, P: 255} // costly, yet 0.2 s
 	if !p.Costly() {
 		t.Fatalf("%+v is not costly", p)

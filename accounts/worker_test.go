@@ -29,8 +29,8 @@ func runTestWorker(mode string) int {
 		if err := ServeWorker(os.Stdin, os.Stdout); err != nil {
 			return 1
 		}
-	case "slow": // serves after 300 ms, as a child on a loaded machine
-		time.Sleep(300 * time.Millisecond)
+	case "slow": // serves after 1 s, as a child on a loaded machine
+		time.Sleep(time.Second)
 		if err := ServeWorker(os.Stdin, os.Stdout); err != nil {
 			return 1
 		}

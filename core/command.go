@@ -38,6 +38,8 @@ type commandConn struct {
 
 	sess  *Session // owned by readLoop; nil until login
 	limit limiter  // owned by readLoop
+
+	lastCommand atomic.Int64 // when readLoop last read a command (not a keepalive), Unix ns; see settlingLocked
 }
 
 // ServeCommand serves one command connection until it ends, then ends its
@@ -217,7 +219,9 @@ func (c *commandConn) readLoop(ctx context.Context) error {
 		if wire.IsKeepalive(msg) {
 			continue
 		}
-		switch c.limit.take(time.Now()) {
+		now := time.Now()
+		c.lastCommand.Store(now.UnixNano())
+		switch c.limit.take(now) {
 		case allowed:
 			c.handle(ctx, msg)
 		case limited:

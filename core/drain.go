@@ -22,6 +22,14 @@ const drainCheck = 100 * time.Millisecond
 // last notices to be written before it closes what is left.
 const flushWait = 2 * time.Second
 
+// A session whose call ends during the drain is retired once its client
+// has sent no command for drainQuiet, or drainSettle after the drain first
+// found it so, whichever comes first; see settlingLocked.
+const (
+	drainQuiet  = 500 * time.Millisecond
+	drainSettle = 2 * time.Second
+)
+
 // Shutdown drains the server until no call is left or ctx ends, whichever
 // comes first, then closes every connection. It logs the drain's progress.
 // It does not wait for ServeCommand and ServeMedia to return; their callers
@@ -30,16 +38,19 @@ const flushWait = 2 * time.Second
 func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.closing = true
+	for _, sess := range s.sessions {
+		sess.drainCall = sess.call != nil && sess.call.answered
+	}
 	s.mu.Unlock()
 	tick := time.NewTicker(drainCheck)
 	defer tick.Stop()
 	lastLeft := -1
 	for {
-		left := s.retireIdle()
-		if left == 0 {
+		left, settling := s.retireIdle()
+		if left == 0 && settling == 0 {
 			break
 		}
-		if left != lastLeft {
+		if left != lastLeft && left > 0 {
 			s.log.Info("draining: waiting for calls to end", "tag", "system", "dir", "system", "calls_left", left)
 			lastLeft = left
 		}
@@ -62,24 +73,47 @@ func (s *Server) Draining() bool {
 	return s.closing
 }
 
-// retireIdle ends every session that is not in an answered call, closes
-// every connection that belongs to none of the sessions left, and returns
-// how many calls are still up.
-func (s *Server) retireIdle() int {
+// retireIdle ends every session that is not in an answered call (but lets
+// those whose call just ended settle), closes every connection that
+// belongs to none of the sessions left, and returns how many calls are
+// still up and how many sessions settle.
+func (s *Server) retireIdle() (left, settling int) {
 	s.mu.Lock()
 	var done []*commandConn
+	now := time.Now()
 	for _, sess := range s.sessions {
 		if sess.call == nil || !sess.call.answered {
+			if s.settlingLocked(sess, now) {
+				settling++
+				continue
+			}
 			s.endSessionLocked(sess)
 			sess.cmd.finishing.Store(true)
 			done = append(done, sess.cmd)
 		}
 	}
 	s.closeStrayLocked()
-	left := s.calls
+	left = s.calls
 	s.unlock()
 	finishAll(done)
-	return left
+	return left, settling
+}
+
+// settlingLocked reports whether the drain should leave sess open a little
+// longer: its call ended during the drain and its client sent a command
+// less than drainQuiet ago, so more may follow that was sent with it.
+// Package client follows "end" with a "lookup" whose reply tells it the
+// end went through; retired between the two, the session's connection
+// closed before that reply and the client's hang-up failed. It settles for
+// drainSettle at most.
+func (s *Server) settlingLocked(sess *Session, now time.Time) bool {
+	if !sess.drainCall || now.Sub(time.Unix(0, sess.cmd.lastCommand.Load())) >= drainQuiet {
+		return false
+	}
+	if sess.settling.IsZero() {
+		sess.settling = now
+	}
+	return now.Sub(sess.settling) < drainSettle
 }
 
 // endCallsForShutdown ends every call still up: each party is told

@@ -63,6 +63,51 @@ func TestDrainLetsCallsFinish(t *testing.T) {
 	})
 }
 
+// TestDrainAnswersWhatFollowsTheHangUp: a party that hangs up during the
+// drain and sends a command after it, as package client's "lookup" barrier
+// behind its "end", gets the reply before its connection closes, even
+// when the drain looks for ended calls in between. A client that goes on
+// sending is closed drainSettle later all the same.
+func TestDrainAnswersWhatFollowsTheHangUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{IdleTimeout: 24 * time.Hour}) // silent fakes
+		a, b := inCall(t, h)
+		done := shutdown(h, context.Background())
+		synctest.Wait()
+		a.say("end", "bob")
+		b.expect("call|end|alice")
+		time.Sleep(3 * drainCheck) // the drain has looked since the call ended
+		synctest.Wait()
+		if a.cmd.isClosed() {
+			t.Fatal("the party that hung up was closed right after its hang-up")
+		}
+		a.say("lookup", "bob")
+		a.expect("lookup|bob|exists")
+		<-done
+		if !a.cmd.isClosed() || !b.cmd.isClosed() {
+			t.Fatal("the sessions are still open after the drain")
+		}
+
+		// A client that keeps sending commands is closed drainSettle after
+		// its call ended.
+		h = newHarness(t, Config{IdleTimeout: 24 * time.Hour})
+		a, _ = inCall(t, h)
+		start := time.Now()
+		done = shutdown(h, context.Background())
+		synctest.Wait()
+		a.say("end", "bob")
+		for i := 0; !a.cmd.isClosed() && i < 100; i++ {
+			time.Sleep(drainQuiet / 2)
+			a.say("lookup", "bob")
+			synctest.Wait()
+		}
+		<-done
+		if d := time.Since(start); d < drainSettle || d > drainSettle+drainQuiet+drainCheck {
+			t.Errorf("a chatty client held the drain %v after its call ended, want about %v", d, drainSettle)
+		}
+	})
+}
+
 func TestDrainTimeIsUpNoticesThenCloses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, Config{IdleTimeout: 24 * time.Hour}) // silent fakes

@@ -26,8 +26,8 @@ type Session struct {
 	call      *call
 	media     *mediaEndpoint
 	ended     bool
-	drainCall bool      // in an answered call when the drain began; see settlingLocked
-	settling  time.Time // when the drain first let it settle; see settlingLocked
+	drainCall bool        // in an answered call when the drain began; see settlingLocked
+	settling  time.Time   // when the drain first let it settle; see settlingLocked
 	lossTimer *time.Timer // pending media-loss check, see Config.MediaLossGrace
 
 	// The media hot path reads these without the lock; they are written

@@ -336,7 +336,10 @@ func (p *phone) say(verb, arg string) {
 func (p *phone) recv() string {
 	p.t.Helper()
 	buf := make([]byte, 1024)
-	p.cmd.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// 30 s: an unknown name's decoy may be one of the sample p=16 hashes
+	// (its Store's key decides), and one such check takes 5 s under -race
+	// on an idle 2-core machine, twice that in CI beside other packages.
+	p.cmd.SetReadDeadline(time.Now().Add(30 * time.Second))
 	n, err := p.cmd.Read(buf)
 	if err != nil {
 		p.t.Fatalf("%s: read reply: %v", p.user, err)

@@ -231,15 +231,12 @@ func TestWorkerRestarts(t *testing.T) {
 	}
 }
 
-// With Children 2, two costly checks run at once, each in a child of its
-// own, and no more children start than that however many checks arrive;
-// the children are kept for the checks after.
-func TestWorkerChildren(t *testing.T) {
-	t.Parallel()
-	w, starts := testWorker(t, "slow", WorkerConfig{Children: 2})
-	s := busyStore(t, w) // maxConcurrent 1: the Worker's Children lift the costly lane to 2
+// carolAtOnce logs carol in n times at once and waits for every login,
+// each of which must succeed.
+func carolAtOnce(t *testing.T, s *Store, n int) {
+	t.Helper()
 	var wg sync.WaitGroup
-	for i := range 6 {
+	for i := range n {
 		wg.Go(func() {
 			if err := s.Authenticate(context.Background(), src, "carol", "carolpw"); err != nil {
 				t.Errorf("check %d: %v", i, err)
@@ -247,6 +244,16 @@ func TestWorkerChildren(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// With Children 2, two costly checks run at once, each in a child of its
+// own, and no more children start than that however many checks arrive;
+// the children are kept for the checks after.
+func TestWorkerChildren(t *testing.T) {
+	t.Parallel()
+	w, starts := testWorker(t, "slow", WorkerConfig{Children: 2})
+	s := busyStore(t, w) // maxConcurrent 1: the Worker's Children lift the costly lane to 2
+	carolAtOnce(t, s, 6)
 	if n := starts.Load(); n != 2 {
 		t.Errorf("%d children started for 6 checks at once, want 2", n)
 	}
@@ -272,15 +279,7 @@ func TestCostlyChecksHereStayBounded(t *testing.T) {
 		running.Add(-1)
 		return verify(h, pw)
 	}
-	var wg sync.WaitGroup
-	for i := range 3 { // the Worker fails them at once, so all 3 hold a slot together
-		wg.Go(func() {
-			if err := s.Authenticate(context.Background(), src, "carol", "carolpw"); err != nil {
-				t.Errorf("check %d: %v", i, err)
-			}
-		})
-	}
-	wg.Wait()
+	carolAtOnce(t, s, 3) // the Worker fails them at once, so all 3 hold a slot together
 	if p := peak.Load(); p != 1 {
 		t.Errorf("%d costly checks at once in the server, want 1 (maxConcurrent)", p)
 	}

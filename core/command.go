@@ -261,18 +261,16 @@ func (c *commandConn) handle(ctx context.Context, msg []byte) {
 	s := c.srv
 	cmd, err := wire.ParseCommand(msg)
 	switch {
-	case err != nil:
-		// Before login, anything malformed is a failed login. It is counted
-		// before the reply goes out, so a client that has its answer also
-		// has its failure on record.
-		if c.sess == nil {
-			s.cfg.Bans.Failed(c.conn.RemoteAddr().Addr())
-			c.log.Info("login failed", "tag", "login", "dir", "inbound", "why", "malformed command")
-		}
+	case err != nil && c.sess != nil:
 		c.invalid("malformed command", err)
-		if c.sess == nil {
-			c.pause(ctx, s.cfg.ThrottledPause) // costs no check, so no flood of them either
-		}
+	case err != nil:
+		// Before login, anything malformed is a failed login, on record
+		// before the reply goes out: a client that has its answer also has
+		// its failure counted.
+		s.cfg.Bans.Failed(c.conn.RemoteAddr().Addr())
+		c.log.Info("login failed", "tag", "login", "dir", "inbound", "why", "malformed command")
+		c.invalid("malformed command", err)
+		c.pause(ctx, s.cfg.ThrottledPause) // costs no check, so no flood of them either
 	case !s.fresh(cmd.Time):
 		if cmd.Verb == wire.Login {
 			s.metrics.login(LoginInvalid)

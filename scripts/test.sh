@@ -2,7 +2,8 @@
 # The whole test suite: ./scripts/test.sh
 #
 # Installs what a fresh Debian machine lacks (when run as root: a C
-# compiler, OpenSSL 3 headers, the openssl tool, a JDK for interop/), then
+# compiler, OpenSSL 3 headers, the openssl tool, iproute2, a JDK for
+# interop/), then
 # runs vet, the builds without cgo and without DHE, and the race-enabled
 # tests of every package, the interop runs against the real binary
 # included. Fails loudly when something it needs is missing.
@@ -14,6 +15,8 @@ command -v gcc >/dev/null || missing+=(gcc)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v openssl >/dev/null || missing+=(openssl) # drives the DHE test client
+# ip and ss make the network namespaces in which client's tests cut a TCP path.
+{ command -v ip >/dev/null && command -v ss >/dev/null; } || missing+=(iproute2)
 # interop/ compiles and runs a Java client like the deployed ones.
 { command -v javac >/dev/null && command -v java >/dev/null; } || missing+=(openjdk-17-jdk-headless)
 if ((${#missing[@]})); then

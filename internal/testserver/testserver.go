@@ -4,6 +4,7 @@
 package testserver
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -67,6 +68,11 @@ type Config struct {
 	NATS    string
 	Name    string
 	Cluster cluster.Config
+	// Host is the address the listeners bind; "" is 127.0.0.1. ListenIn,
+	// if set, opens them: it runs the function it is given in a network
+	// namespace of the test's (internal/netnstest).
+	Host     string
+	ListenIn func(open func()) error
 }
 
 // Logger discards logs, or shows them all with go test -v.
@@ -111,9 +117,18 @@ func Start(t testing.TB, cfg Config) *Server {
 	if s.QUIC, err = quic.New(cfg.QUIC, s.Core, log); err != nil {
 		t.Fatal(err)
 	}
-	cmdLn, mediaLn := listenTCP(t), listenTCP(t)
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
+	host := cmp.Or(cfg.Host, "127.0.0.1")
+	listenIn := cfg.ListenIn
+	if listenIn == nil {
+		listenIn = func(open func()) error { open(); return nil }
+	}
+	var cmdLn, mediaLn net.Listener
+	var pc *net.UDPConn
+	var lerr error
+	err = listenIn(func() {
+		cmdLn, mediaLn, pc, lerr = listen(host)
+	})
+	if err = cmp.Or(err, lerr); err != nil {
 		t.Fatal(err)
 	}
 	s.CommandAddr, s.MediaAddr = cmdLn.Addr().String(), mediaLn.Addr().String()
@@ -152,11 +167,21 @@ func (s *Server) Kill() {
 	s.QUIC.Close()
 }
 
-func listenTCP(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// listen opens the two legacy listeners and the QUIC socket on host, on
+// ports the system picks.
+func listen(host string) (cmd, media net.Listener, pc *net.UDPConn, err error) {
+	addr := net.JoinHostPort(host, "0")
+	if cmd, err = net.Listen("tcp", addr); err != nil {
+		return nil, nil, nil, err
 	}
-	return ln
+	if media, err = net.Listen("tcp", addr); err != nil {
+		cmd.Close()
+		return nil, nil, nil, err
+	}
+	if pc, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(host)}); err != nil {
+		cmd.Close()
+		media.Close()
+		return nil, nil, nil, err
+	}
+	return cmd, media, pc, nil
 }

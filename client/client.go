@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -178,6 +179,8 @@ func (c *Client) endRequests(err error) {
 		err = ErrClosed
 	case c.lostErr != nil:
 		err = c.lostErr
+	case errors.Is(err, syscall.ETIMEDOUT): // TCP: the kernel gave up on the server
+		err = fmt.Errorf("%w: %v", ErrLostServer, readError(err))
 	default:
 		err = readError(err)
 	}

@@ -232,9 +232,9 @@ func (c *Client) openMedia(ctx context.Context, sid string) (mediaLink, error) {
 	reg := timestamp() + "|" + sid
 	deadline := time.Now().Add(c.o.Timeout)
 	if c.quic == nil {
-		var conn net.Conn
+		var conn, sock net.Conn
 		err := dialRetrying(ctx, &c.o, func(ctx context.Context) (err error) {
-			conn, _, err = dialTLS(ctx, &c.o, c.pin, c.o.MediaPort)
+			conn, sock, err = dialTLS(ctx, &c.o, c.pin, c.o.MediaPort)
 			return err
 		})
 		if err != nil {
@@ -245,7 +245,7 @@ func (c *Client) openMedia(ctx context.Context, sid string) (mediaLink, error) {
 			conn.Close()
 			return nil, fmt.Errorf("send registration: %w", err)
 		}
-		return newTLSMedia(conn), nil
+		return newTLSMedia(conn, sock), nil
 	}
 	st, err := c.quic.conn.OpenStreamSync(ctx)
 	if err != nil {

@@ -111,7 +111,11 @@ func dialTLS(ctx context.Context, o *Options, p pin, port int) (net.Conn, net.Co
 	if o.LocalAddr != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(o.LocalAddr)}
 	}
-	raw, err := d.DialContext(ctx, "tcp", addr)
+	dial := d.DialContext
+	if hook := dialTCPForTest.Load(); hook != nil {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) { return (*hook)(ctx, &d, addr) }
+	}
+	raw, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, explainTCP(o.Server, port, err)
 	}
@@ -277,6 +281,10 @@ func listenUDP(raddr *net.UDPAddr, local string) (*quicgo.Transport, error) {
 // wrapUDPForTest, when set, wraps every UDP socket the package opens (a
 // test hook to watch traffic).
 var wrapUDPForTest atomic.Pointer[func(net.PacketConn) net.PacketConn]
+
+// dialTCPForTest, when set, makes every TCP connection the package opens
+// (a test's dial in a network namespace of its own, say).
+var dialTCPForTest atomic.Pointer[func(context.Context, *net.Dialer, string) (net.Conn, error)]
 
 // migrate moves the connection to a new socket on local: probe the new
 // path, then switch to it. The old socket stays open until close (closing

@@ -40,3 +40,11 @@ func WrapUDPForTest(wrap func(net.PacketConn) net.PacketConn) (restore func()) {
 	wrapUDPForTest.Store(&wrap)
 	return func() { wrapUDPForTest.Store(nil) }
 }
+
+// DialTCPForTest makes the package open its TCP connections with dial
+// (given the dialer it would use and the address), until the returned
+// function is called. Not for parallel tests.
+func DialTCPForTest(dial func(context.Context, *net.Dialer, string) (net.Conn, error)) (restore func()) {
+	dialTCPForTest.Store(&dial)
+	return func() { dialTCPForTest.Store(nil) }
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -16,14 +17,22 @@ import (
 //   - QUIC: the server sends a "D" line on the command stream every 250 ms
 //     while a call is up. A client that hears nothing at all for lostAfter
 //     takes the server for lost and closes the connection.
-//   - TCP: the client sends a "D" record every 250 ms while a call is up and
-//     sets TCP_USER_TIMEOUT (Linux) on its command connection, so that the
-//     kernel ends the connection once those records go unacknowledged for
-//     lostAfter. A server process that dies closes its sockets at once.
+//   - TCP: while a call is up the client sets TCP_USER_TIMEOUT (Linux) on
+//     its command and media connections, so that the kernel ends a
+//     connection once what it sent goes unacknowledged for lostAfter, and
+//     it keeps something in flight on the media connection: the call's
+//     media, or a "D" record when no media went out for 250 ms. A media
+//     connection the kernel ends that way (ETIMEDOUT) means the path is
+//     gone. Without a media connection the "D" goes on the command
+//     connection. A server process that dies closes its sockets at once.
+//
+// Media is 50 records a second each way, so a talking call sends no "D"
+// at all: the server has nothing extra to read, decrypt and parse.
 
 // ErrLostServer is the Err of a Client that heard nothing from its server
-// for 1.5 s during a call: the server or the path to it is gone. Events is
-// closed; the call is over.
+// for 1.5 s during a call (over TCP: whose connection the kernel ended
+// because the server stopped acknowledging): the server or the path to it
+// is gone. Events is closed; the call is over.
 var ErrLostServer = errors.New("lost the server")
 
 const (
@@ -81,10 +90,15 @@ func (w *callWatch) inCall() bool {
 func (c *Client) watchLoop() {
 	var ticker *time.Ticker
 	var tick <-chan time.Time
+	var armed *Media // TCP: the media connection whose TCP_USER_TIMEOUT is set
 	stop := func() {
 		if ticker != nil {
 			ticker.Stop()
 			ticker, tick = nil, nil
+		}
+		if armed != nil {
+			setUserTimeout(armed.tcpSocket(), false)
+			armed = nil
 		}
 	}
 	defer stop()
@@ -104,12 +118,17 @@ func (c *Client) watchLoop() {
 				c.watch.heardNow()
 				ticker = time.NewTicker(watchPeriod)
 				tick = ticker.C
+				if c.quic == nil {
+					c.watchTCP(&armed)
+				}
 			case !inCall:
 				stop()
 			}
 		case <-tick:
 			if c.quic == nil {
-				c.send(nil, "D") // a failure ends the channel; readLoop reports it
+				if c.watchTCP(&armed) {
+					return
+				}
 				continue
 			}
 			if silent := c.watch.silence(); silent > lostAfter {
@@ -118,6 +137,37 @@ func (c *Client) watchLoop() {
 			}
 		}
 	}
+}
+
+// watchTCP is one look at a TCP call's path (see the top of this file):
+// it arms the media connection's TCP_USER_TIMEOUT (a new registration
+// replaces the armed one), sends a "D" where nothing went out for
+// watchPeriod, and reports whether the kernel ended the media connection
+// for want of acknowledgements, after which the client is lost.
+func (c *Client) watchTCP(armed **Media) (lost bool) {
+	m := c.Media()
+	if m != *armed {
+		if *armed != nil {
+			setUserTimeout((*armed).tcpSocket(), false)
+		}
+		if m != nil {
+			setUserTimeout(m.tcpSocket(), true)
+		}
+		*armed = m
+	}
+	if m == nil || m.Err() != nil {
+		c.send(nil, "D") // a failure ends the channel; readLoop reports it
+	} else if !m.wroteWithin(watchPeriod) {
+		m.keepalive() // a failure ends m, and says why
+	}
+	if m == nil {
+		return false
+	}
+	if err := m.Err(); errors.Is(err, syscall.ETIMEDOUT) {
+		c.lose(fmt.Errorf("%w: the media connection went unacknowledged during a call: %v", ErrLostServer, err))
+		return true
+	}
+	return false
 }
 
 // lose ends the connection because the server is gone; err becomes Err.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -51,7 +52,8 @@ type Media struct {
 	direct   bool          // under rmu: ReadMedia reads the link
 	stash    [][]byte      // under rmu: what readLoop had queued, to return first
 
-	wmu sync.Mutex // serializes writes
+	wmu   sync.Mutex   // serializes writes
+	wrote atomic.Int64 // when a write last went out, ns after mediaEpoch (liveness.go)
 
 	ctx    context.Context // cancelled by fail
 	cancel context.CancelFunc
@@ -297,8 +299,38 @@ func (m *Media) WriteMedia(p []byte) error {
 	}
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
-	if err := m.link.write(p, time.Now().Add(m.timeout)); err != nil {
+	now := time.Now()
+	if err := m.link.write(p, now.Add(m.timeout)); err != nil {
+		m.failIfLost(err)
 		return fmt.Errorf("write media: %w", err)
+	}
+	m.wrote.Store(int64(now.Sub(mediaEpoch)))
+	return nil
+}
+
+// failIfLost ends m when a write failed because the kernel gave up on the
+// connection (ETIMEDOUT: TCP_USER_TIMEOUT or the retransmissions ran out),
+// so that Err says so even when nobody reads m; the in-call watch takes
+// that for the lost server (liveness.go).
+func (m *Media) failIfLost(err error) {
+	if errors.Is(err, syscall.ETIMEDOUT) {
+		m.fail(mediaError(err))
+	}
+}
+
+// mediaEpoch is what Media.wrote counts from (monotonic).
+var mediaEpoch = time.Now()
+
+// wroteWithin reports whether something went out on m within d.
+func (m *Media) wroteWithin(d time.Duration) bool {
+	return time.Since(mediaEpoch)-time.Duration(m.wrote.Load()) < d
+}
+
+// tcpSocket is the TCP socket under a legacy media connection; nil over
+// QUIC.
+func (m *Media) tcpSocket() net.Conn {
+	if b, ok := m.link.(*byteMedia); ok {
+		return b.sock
 	}
 	return nil
 }
@@ -344,7 +376,13 @@ func (m *Media) keepalive() error {
 	}
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
-	return m.link.keepalive(time.Now().Add(m.timeout))
+	now := time.Now()
+	if err := m.link.keepalive(now.Add(m.timeout)); err != nil {
+		m.failIfLost(err)
+		return err
+	}
+	m.wrote.Store(int64(now.Sub(mediaEpoch)))
+	return nil
 }
 
 // byteMedia is media as a byte stream: a legacy media connection, or a
@@ -355,8 +393,9 @@ type byteMedia struct {
 		SetReadDeadline(time.Time) error
 		SetWriteDeadline(time.Time) error
 	}
-	buf    []byte // owned by the reader
-	jbyte  bool   // legacy: the keepalive is a "D" record
+	buf    []byte   // owned by the reader
+	jbyte  bool     // legacy: the keepalive is a "D" record
+	sock   net.Conn // legacy: the TCP socket under the TLS connection
 	closer func()
 
 	// cmu guards reads: each readDirect with a context that can end is
@@ -366,9 +405,9 @@ type byteMedia struct {
 	reads uint64
 }
 
-// newTLSMedia is a legacy media connection.
-func newTLSMedia(conn net.Conn) *byteMedia {
-	return &byteMedia{rw: conn, buf: make([]byte, maxRecord), jbyte: true, closer: func() { conn.Close() }}
+// newTLSMedia is a legacy media connection, conn over the TCP socket sock.
+func newTLSMedia(conn, sock net.Conn) *byteMedia {
+	return &byteMedia{rw: conn, buf: make([]byte, maxRecord), jbyte: true, sock: sock, closer: func() { conn.Close() }}
 }
 
 // newStreamMedia is a QUIC media stream in stream mode.

@@ -2,6 +2,7 @@ package core
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtcall/dtcall/transport"
@@ -31,8 +32,8 @@ type gate struct {
 	conn transport.Conn
 	done chan struct{} // closed when the gate is shut
 
-	mu   sync.Mutex // serializes deadline changes with shut
-	shut bool
+	mu   sync.Mutex  // serializes deadline changes with shutting
+	shut atomic.Bool // set under mu; read without it by closed, on every relayed frame
 }
 
 func newGate(c transport.Conn) *gate {
@@ -45,29 +46,24 @@ func newGate(c transport.Conn) *gate {
 func (g *gate) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.shut {
+	if g.shut.Load() {
 		return
 	}
-	g.shut = true
+	g.shut.Store(true)
 	close(g.done)
 	g.conn.SetReadDeadline(past)
 	g.conn.SetWriteDeadline(past)
 }
 
-// closed reports whether the gate is shut.
-func (g *gate) closed() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
-}
+// closed reports whether the gate is shut. A load of a flag, not a
+// receive from done: the relay asks for every frame, and done's channel
+// is one more object to bring into the cache.
+func (g *gate) closed() bool { return g.shut.Load() }
 
 // setReadDeadline sets the connection's read deadline unless it is closed.
 func (g *gate) setReadDeadline(t time.Time) {
 	g.mu.Lock()
-	if !g.shut {
+	if !g.shut.Load() {
 		g.conn.SetReadDeadline(t)
 	}
 	g.mu.Unlock()
@@ -76,7 +72,7 @@ func (g *gate) setReadDeadline(t time.Time) {
 // setWriteDeadline sets the connection's write deadline unless it is closed.
 func (g *gate) setWriteDeadline(t time.Time) {
 	g.mu.Lock()
-	if !g.shut {
+	if !g.shut.Load() {
 		g.conn.SetWriteDeadline(t)
 	}
 	g.mu.Unlock()

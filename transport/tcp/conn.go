@@ -24,13 +24,15 @@ type secureConn interface {
 // recordConn adapts a TLS connection to transport.MediaConn: a message is
 // one TLS record.
 type recordConn struct {
-	sc     secureConn
+	// Every record touches these: first, in one cache line.
+	sc   secureConn
+	lazy *lazyRead  // a record buffer borrowed while data comes (crypto/tls); nil: buf
+	try  *trySocket // under a crypto/tls connection: writes that never wait
+
 	raw    net.Conn // the TCP connection under sc
 	remote netip.AddrPort
-	buf    []byte     // owned by the reader; holds one record; nil with lazy
-	lazy   *lazyRead  // a record buffer borrowed while data comes (crypto/tls); nil: buf
-	try    *trySocket // under a crypto/tls connection: writes that never wait
-	room   *sendRoom  // otherwise (OpenSSL), owned by the writer; nil when raw cannot be polled
+	buf    []byte    // owned by the reader; holds one record; nil with lazy
+	room   *sendRoom // otherwise (OpenSSL), owned by the writer; nil when raw cannot be polled
 }
 
 var (

@@ -62,7 +62,10 @@ type lazyRead struct {
 	mu       sync.Mutex
 	deadline time.Time // the core's read deadline
 	short    time.Time // the deadline on the socket during a read: at most the core's
-	buf      *[]byte   // owned by the reader; nil while idle
+	// The borrowed buffer, owned by the reader; nil while idle. buf is
+	// *bufp, kept here so that a read does not load it through bufp.
+	bufp *[]byte
+	buf  []byte
 }
 
 // newLazyRead returns nil when sc's buffering is not crypto/tls's or raw
@@ -77,7 +80,21 @@ func newLazyRead(sc secureConn, raw net.Conn) *lazyRead {
 	}
 	// Born holding a buffer: the handshake's last read may have taken the
 	// client's first record along, which only a read can return.
-	return &lazyRead{wait: w, buf: getRecord()}
+	l := &lazyRead{wait: w}
+	l.borrow()
+	return l
+}
+
+// borrow takes a record buffer.
+func (l *lazyRead) borrow() {
+	l.bufp = getRecord()
+	l.buf = *l.bufp
+}
+
+// giveBack returns the record buffer.
+func (l *lazyRead) giveBack() {
+	putRecord(l.bufp)
+	l.bufp, l.buf = nil, nil
 }
 
 // read reads one record with a borrowed buffer, and returns the buffer's
@@ -88,17 +105,16 @@ func (l *lazyRead) read(sc secureConn) ([]byte, error) {
 			if err := l.wait.readable(); err != nil {
 				return nil, err
 			}
-			l.buf = getRecord()
+			l.borrow()
 		}
 		l.armShort(sc)
-		n, err := sc.Read(*l.buf)
+		n, err := sc.Read(l.buf)
 		if n > 0 || err == nil || !isTimeout(err) || l.pastDeadline() {
-			return (*l.buf)[:n], err
+			return l.buf[:n], err
 		}
 		// Nothing came for idleRead: give the buffer back and wait for
 		// data without it.
-		putRecord(l.buf)
-		l.buf = nil
+		l.giveBack()
 		l.restore(sc)
 	}
 }

@@ -17,26 +17,55 @@ import (
 // This replaces a poll(2) before every direct write with nothing: the
 // write itself tells whether there was room.
 type trySocket struct {
+	// What each record touches comes first, within one cache line.
 	net.Conn             // what crypto/tls reads from, and writes to normally
-	raw      *rawWriter  // the TCP socket's non-blocking write
+	tcp      net.Conn    // the TCP connection under it
 	trying   atomic.Bool // set by the media writer around a tried write
+	holding  atomic.Bool // len(held) > 0, set under mu, read without it
+
+	// replay is Conn while it replays bytes read before the handshake
+	// (clienthello.ReplayConn); nil once it has none left. Only Read uses
+	// it, and crypto/tls never reads from two goroutines at once.
+	replay drainer
 
 	// mu guards held. crypto/tls writes under its own lock, but it may
 	// write on its own (a KeyUpdate reply from the reading goroutine), and
 	// flush comes from outside it.
-	mu      sync.Mutex
-	held    []byte      // the unwritten tail of records a tried write took
-	holding atomic.Bool // len(held) > 0, set under mu, read without it
+	mu   sync.Mutex
+	held []byte // the unwritten tail of records a tried write took
+
+	raw rawWriter // the TCP socket's non-blocking write (in here: one object less to fetch)
 }
 
 // newTrySocket wraps c, the connection crypto/tls will use, whose socket
 // is tcp; nil when tcp's writes cannot be tried.
 func newTrySocket(c net.Conn, tcp net.Conn) *trySocket {
-	raw, ok := newRawWriter(tcp)
-	if !ok {
+	s := &trySocket{Conn: c, tcp: tcp}
+	if !s.raw.init(tcp) {
 		return nil
 	}
-	return &trySocket{Conn: c, raw: raw}
+	if d, ok := c.(drainer); ok && c != tcp {
+		s.replay = d
+	}
+	return s
+}
+
+// drainer is a connection that first returns bytes of its own
+// (clienthello.ReplayConn), then reads the connection it wraps.
+type drainer interface{ Drained() bool }
+
+// Read reads for crypto/tls: through Conn while it replays what was read
+// before the handshake, then from the TCP connection itself, one layer
+// (and one object to fetch into the cache) less for every record.
+func (s *trySocket) Read(p []byte) (int, error) {
+	if s.replay == nil {
+		return s.tcp.Read(p)
+	}
+	n, err := s.Conn.Read(p)
+	if s.replay.Drained() {
+		s.replay = nil
+	}
+	return n, err
 }
 
 // Write writes p for crypto/tls: without waiting while a tried write is in

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dtcall/dtcall/transport"
+	"github.com/dtcall/dtcall/transport/tcp/clienthello"
 )
 
 // Direct writes to a client that stops reading fill the socket without
@@ -191,5 +192,52 @@ func TestHeldBytesMeetTheWriteDeadline(t *testing.T) {
 			t.Fatalf("the flush ended after %v; the deadline was %v", took, deadline)
 		}
 		return
+	}
+}
+
+// TestTrySocketReadsReplayThenSocket: what the ClientHello reader took is
+// read first, through the ReplayConn; once that is drained, the socket is
+// read directly, and nothing is lost or read twice on the way.
+func TestTrySocketReadsReplayThenSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("world"))
+	})
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	ts := newTrySocket(clienthello.NewReplayConn(raw, []byte("hello ")), raw)
+	if ts == nil || ts.replay == nil {
+		t.Fatal("a trySocket over a ReplayConn should read through it first")
+	}
+	var got []byte
+	buf := make([]byte, 4)
+	for len(got) < len("hello world") {
+		n, err := ts.Read(buf)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, buf[:n]...)
+		if len(got) >= len("hello ") && ts.replay != nil {
+			t.Fatalf("after %q: still reading through the drained ReplayConn", got)
+		}
+	}
+	if string(got) != "hello world" {
+		t.Fatalf("read %q, want %q", got, "hello world")
 	}
 }

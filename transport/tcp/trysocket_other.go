@@ -8,6 +8,6 @@ import "net"
 // writes are declined and every frame takes the receiver's writer.
 type rawWriter struct{}
 
-func newRawWriter(net.Conn) (*rawWriter, bool) { return nil, false }
+func (*rawWriter) init(net.Conn) bool { return false }
 
 func (*rawWriter) write([]byte) (int, error) { return 0, nil }

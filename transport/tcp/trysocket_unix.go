@@ -21,16 +21,17 @@ type rawWriter struct {
 	once func(fd uintptr) bool // one write(2), built once: a write allocates nothing
 }
 
-func newRawWriter(c net.Conn) (*rawWriter, bool) {
+// init readies w to write to c; false if c is not a socket it can write.
+func (w *rawWriter) init(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return nil, false
+		return false
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nil, false
+		return false
 	}
-	w := &rawWriter{rc: rc}
+	w.rc = rc
 	w.once = func(fd uintptr) bool {
 		for {
 			w.n, w.err = unix.Write(int(fd), w.p)
@@ -39,7 +40,7 @@ func newRawWriter(c net.Conn) (*rawWriter, bool) {
 			}
 		}
 	}
-	return w, true
+	return true
 }
 
 // write writes what of p the socket has room for now and returns how much

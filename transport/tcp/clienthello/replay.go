@@ -43,6 +43,14 @@ func (c *ReplayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// Drained reports whether the prefix has all been read: Read now reads
+// the wrapped connection, which a caller may as well read directly.
+func (c *ReplayConn) Drained() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.prefix == nil
+}
+
 // NetConn returns the wrapped connection.
 func (c *ReplayConn) NetConn() net.Conn {
 	return c.Conn

@@ -36,6 +36,24 @@ func TestReplayConnReadsPrefixFirst(t *testing.T) {
 	}
 }
 
+// TestReplayConnDrained: Drained turns true exactly when the last replayed
+// byte has been read, and at once for an empty prefix.
+func TestReplayConnDrained(t *testing.T) {
+	c := NewReplayConn(newPieceConn([]byte("world"), 0), []byte("hello "))
+	buf := make([]byte, 4)
+	for i, want := range []bool{false, true} { // "hell", then "o "
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Drained(); got != want {
+			t.Fatalf("after read %d: Drained %v, want %v", i+1, got, want)
+		}
+	}
+	if !NewReplayConn(newPieceConn(nil, 0), nil).Drained() {
+		t.Fatal("a ReplayConn with nothing to replay is not Drained")
+	}
+}
+
 // TestReplayToCryptoTLS routes a real TLS 1.3 client the way the listener
 // will: sniff the hello on a loopback socket, then hand crypto/tls a
 // ReplayConn, and exchange data.

@@ -66,6 +66,9 @@ type lazyRead struct {
 	// *bufp, kept here so that a read does not load it through bufp.
 	bufp *[]byte
 	buf  []byte
+
+	skip  int // reads left before armShort looks at the clock again; the reader's
+	idles int // how often the buffer went back for want of data; the reader's
 }
 
 // newLazyRead returns nil when sc's buffering is not crypto/tls's or raw
@@ -116,13 +119,29 @@ func (l *lazyRead) read(sc secureConn) ([]byte, error) {
 		// data without it.
 		l.giveBack()
 		l.restore(sc)
+		l.skip = 0 // arm at the next record
+		l.idles++
 	}
 }
 
+// armEvery is how many reads share one look at the clock in armShort. A
+// call's frames come every 20 ms, so a call looks every 160 ms, well
+// within the idleRead/2 that armShort keeps in hand. A connection whose
+// records come slower may let the short deadline pass between looks: a
+// read then times out once, gives its buffer back and borrows it again
+// at the next record, as after any pause.
+const armEvery = 8
+
 // armShort puts a deadline idleRead ahead on the socket (at most the
 // core's), resetting it only when less than half of it is left, so that a
-// busy connection does not move a timer per record.
+// busy connection does not move a timer per record, nor read the clock
+// and take the lock for every record.
 func (l *lazyRead) armShort(sc secureConn) {
+	if l.skip > 0 {
+		l.skip--
+		return
+	}
+	l.skip = armEvery - 1
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net"
 	"runtime"
 	"sync"
@@ -139,4 +140,59 @@ func TestSpareRecordsAreBounded(t *testing.T) {
 	if b := getRecord(); len(*b) != transport.MaxMessage {
 		t.Fatalf("a spare buffer of %d bytes, want %d", len(*b), transport.MaxMessage)
 	}
+}
+
+// TestLazyReadKeepsBufferWhileBusy: records every 20 ms (a call's frames)
+// for three times idleRead never let the short deadline pass, although
+// armShort looks at the clock only every armEvery reads: the buffer is
+// never given back. Then records every 700 ms (more than idleRead/2 apart)
+// all arrive whole, the buffer going back between some of them.
+func TestLazyReadKeepsBufferWhileBusy(t *testing.T) {
+	pair, ln := tlsTestListener(t)
+	busy := int(3 * idleRead / (20 * time.Millisecond))
+	const slow = 4
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+		defer tc.Close()
+		for i := range busy + slow {
+			pause := 20 * time.Millisecond
+			if i >= busy {
+				pause = 700 * time.Millisecond
+			}
+			time.Sleep(pause)
+			if _, err := fmt.Fprintf(tc, "record %d", i); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		tc.Read(make([]byte, 1)) // until the server closes
+	})
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err := sc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c := newRecordConn(sc, raw)
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for i := range busy + slow {
+		got, err := c.ReadMessage()
+		if want := fmt.Sprintf("record %d", i); err != nil || string(got) != want {
+			t.Fatalf("read %q, %v; want %q", got, err, want)
+		}
+		if i == busy-1 && c.lazy.idles != 0 {
+			t.Fatalf("the buffer went back %d times while records came every 20 ms", c.lazy.idles)
+		}
+	}
+	t.Logf("the buffer went back %d times during the %d slow records", c.lazy.idles, slow)
 }

@@ -84,16 +84,8 @@ func TestLazyReadAcrossIdleTimes(t *testing.T) {
 		}
 		tc.Read(make([]byte, 1)) // until the server closes
 	})
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{pair}})
-	if err := sc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c := newRecordConn(sc, raw)
-	defer c.Close()
+	c := acceptRecordConn(t, ln, pair)
+	defer c.Close() // before wg.Wait: the client reads until the server closes
 	if c.lazy == nil {
 		t.Fatal("a crypto/tls connection on a TCP socket should borrow its buffer")
 	}
@@ -174,16 +166,8 @@ func TestLazyReadKeepsBufferWhileBusy(t *testing.T) {
 		}
 		tc.Read(make([]byte, 1)) // until the server closes
 	})
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{pair}})
-	if err := sc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c := newRecordConn(sc, raw)
-	defer c.Close()
+	c := acceptRecordConn(t, ln, pair)
+	defer c.Close() // before wg.Wait: the client reads until the server closes
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	for i := range busy + slow {
 		got, err := c.ReadMessage()
@@ -195,4 +179,20 @@ func TestLazyReadKeepsBufferWhileBusy(t *testing.T) {
 		}
 	}
 	t.Logf("the buffer went back %d times during the %d slow records", c.lazy.idles, slow)
+}
+
+// acceptRecordConn accepts one connection on ln and shakes hands as a
+// crypto/tls server with pair.
+func acceptRecordConn(t *testing.T, ln net.Listener, pair tls.Certificate) *recordConn {
+	t.Helper()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err := sc.Handshake(); err != nil {
+		raw.Close()
+		t.Fatal(err)
+	}
+	return newRecordConn(sc, raw)
 }

@@ -24,10 +24,11 @@ type secureConn interface {
 // recordConn adapts a TLS connection to transport.MediaConn: a message is
 // one TLS record.
 type recordConn struct {
-	// Every record touches these: first, in one cache line.
-	sc   secureConn
-	lazy *lazyRead  // a record buffer borrowed while data comes (crypto/tls); nil: buf
-	try  *trySocket // under a crypto/tls connection: writes that never wait
+	// Every record touches these: first.
+	sc      secureConn
+	try     *trySocket // under a crypto/tls connection: writes that never wait
+	lazy    *lazyRead  // &ownLazy when the record buffer is borrowed while data comes (crypto/tls); nil: buf
+	ownLazy lazyRead
 
 	raw    net.Conn // the TCP connection under sc
 	remote netip.AddrPort
@@ -45,7 +46,9 @@ func newRecordConn(sc secureConn, raw net.Conn) *recordConn {
 		sc:     sc,
 		raw:    raw,
 		remote: addrPort(raw.RemoteAddr()),
-		lazy:   newLazyRead(sc, raw),
+	}
+	if c.ownLazy.init(sc, raw) {
+		c.lazy = &c.ownLazy
 	}
 	if tc, ok := sc.(*tls.Conn); ok {
 		c.try, _ = tc.NetConn().(*trySocket)

@@ -56,36 +56,40 @@ func putRecord(b *[]byte) {
 }
 
 // lazyRead is a connection's borrowed record buffer and read deadlines.
+// It lives inside its recordConn, the fields every record touches first,
+// so that a read does not fetch one more object into the cache.
 type lazyRead struct {
+	// The reader's own, touched by every read. buf is the borrowed buffer
+	// (nil while idle), *bufp, kept here so that a read does not load it
+	// through bufp.
+	buf   []byte
+	skip  int // reads left before armShort looks at the clock again
+	bufp  *[]byte
+	idles int // how often the buffer went back for want of data
+
 	wait readWait
 
 	mu       sync.Mutex
 	deadline time.Time // the core's read deadline
 	short    time.Time // the deadline on the socket during a read: at most the core's
-	// The borrowed buffer, owned by the reader; nil while idle. buf is
-	// *bufp, kept here so that a read does not load it through bufp.
-	bufp *[]byte
-	buf  []byte
-
-	skip  int // reads left before armShort looks at the clock again; the reader's
-	idles int // how often the buffer went back for want of data; the reader's
 }
 
-// newLazyRead returns nil when sc's buffering is not crypto/tls's or raw
-// cannot be polled: the connection then keeps its own buffer.
-func newLazyRead(sc secureConn, raw net.Conn) *lazyRead {
+// init readies l for sc over raw; false when sc's buffering is not
+// crypto/tls's or raw cannot be polled: the connection then keeps its own
+// buffer.
+func (l *lazyRead) init(sc secureConn, raw net.Conn) bool {
 	if _, std := sc.(*tls.Conn); !std {
-		return nil
+		return false
 	}
 	w, ok := newReadWait(raw)
 	if !ok {
-		return nil
+		return false
 	}
+	l.wait = w
 	// Born holding a buffer: the handshake's last read may have taken the
 	// client's first record along, which only a read can return.
-	l := &lazyRead{wait: w}
 	l.borrow()
-	return l
+	return true
 }
 
 // borrow takes a record buffer.

@@ -223,7 +223,7 @@ func (c *commandConn) readLoop(ctx context.Context) error {
 		c.lastCommand.Store(now.UnixNano())
 		switch c.limit.take(now) {
 		case allowed:
-			c.handle(ctx, msg)
+			apart(func() { c.handle(ctx, msg) }) // this goroutine's stack stays small
 		case limited:
 			c.srv.metrics.rateLimited.Add(1)
 			c.invalid("over the command rate limit", nil)

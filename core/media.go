@@ -70,7 +70,9 @@ func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
 	defer stop()
 
 	log := s.log.With("peer", c.RemoteAddr().Addr().String())
-	ep, err := s.register(c, g, log)
+	var ep *mediaEndpoint
+	var err error
+	apart(func() { ep, err = s.register(c, g, log) }) // the relay's reader stays small
 	if err != nil {
 		log.Info("media registration refused", "tag", "media", "dir", "inbound", "why", err)
 		var r transport.Refusal

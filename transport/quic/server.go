@@ -155,6 +155,9 @@ type Server struct {
 	// datagramsDropped counts received datagrams dropped because the relay
 	// lagged behind (see dgramQueue).
 	datagramsDropped atomic.Int64
+	// readBuffers counts the read buffers streams have borrowed
+	// (lazyread.go).
+	readBuffers atomic.Int64
 	// handshakes counts handshakes by outcome: ok, failed, timeout.
 	handshakes [3]atomic.Int64
 

@@ -22,27 +22,41 @@ import (
 type lineStream struct {
 	c  *client
 	st *quicgo.Stream
-	br *bufio.Reader // owned by the reader
+	rd lazyReader // its buffer is owned by the reader
 }
 
 // maxLine bounds one line: a command is at most wire.MaxCommand bytes.
 const maxLine = wire.MaxCommand + 1
 
 // Read buffer sizes. A command stream holds one line at a time, so
-// readLine's minimum will do (an idle client costs its buffer for as long
-// as it is connected); a media stream reads what arrived in chunks as
-// large as the buffer, so it gets more.
+// readLine's minimum will do; a media stream reads what arrived in chunks
+// as large as the buffer, so it gets more. Either is borrowed only while
+// data comes (lazyread.go).
 const (
 	commandBuffer = maxLine + 1
 	mediaBuffer   = 2 * maxLine
 )
 
-func newLineStream(c *client, st *quicgo.Stream, size int) lineStream {
-	return lineStream{c: c, st: st, br: bufio.NewReaderSize(st, size)}
+func newCommandLines(c *client, st *quicgo.Stream) lineStream {
+	return lineStream{c: c, st: st, rd: newLazyReader(c.srv, st, spareCommand, commandBuffer, false)}
+}
+
+func newMediaLines(c *client, st *quicgo.Stream) lineStream {
+	return lineStream{c: c, st: st, rd: newLazyReader(c.srv, st, spareMedia, mediaBuffer, true)}
 }
 
 // ReadMessage returns the next line without its "\n" (see readLine).
-func (l *lineStream) ReadMessage() ([]byte, error) { return readLine(l.br) }
+func (l *lineStream) ReadMessage() ([]byte, error) {
+	br, err := l.rd.reader()
+	if err != nil {
+		return nil, err
+	}
+	line, err := readLine(br)
+	if err != nil {
+		l.rd.idle()
+	}
+	return line, err
+}
 
 // readLine returns the next line of br without its "\n". A line longer
 // than a command is returned cut to maxLine+1 bytes (so the parser refuses
@@ -77,7 +91,7 @@ func (l *lineStream) WriteMessage(msg []byte) error {
 	return err
 }
 
-func (l *lineStream) SetReadDeadline(t time.Time) error  { return l.st.SetReadDeadline(t) }
+func (l *lineStream) SetReadDeadline(t time.Time) error  { return l.rd.setDeadline(t) }
 func (l *lineStream) SetWriteDeadline(t time.Time) error { return l.st.SetWriteDeadline(t) }
 func (l *lineStream) RemoteAddr() netip.AddrPort         { return remoteAddr(l.c.qc) }
 
@@ -103,7 +117,7 @@ var (
 )
 
 func newCommandStream(c *client, st *quicgo.Stream) *commandStream {
-	return &commandStream{lineStream: newLineStream(c, st, commandBuffer)}
+	return &commandStream{lineStream: newCommandLines(c, st)}
 }
 
 // WriteMessage writes a reply as one line. A login's success reply marks
@@ -216,7 +230,7 @@ const dgramQueue = 64
 const outboxLen = 8
 
 func newMediaStream(c *client, st *quicgo.Stream) *mediaStream {
-	return &mediaStream{lineStream: newLineStream(c, st, mediaBuffer), maxDgram: 1200, rdl: newDeadline(),
+	return &mediaStream{lineStream: newMediaLines(c, st), maxDgram: 1200, rdl: newDeadline(),
 		wdl: newDeadline(), closed: make(chan struct{})}
 }
 
@@ -228,11 +242,12 @@ func (m *mediaStream) ReadMedia() ([]byte, error) {
 	if !m.dgramOn {
 		// Whatever the stream has buffered, without a copy: bufio keeps
 		// those bytes until the next read fills its buffer again.
-		if _, err := m.br.Peek(1); err != nil {
+		br, err := m.rd.filled()
+		if err != nil {
 			return nil, err
 		}
-		b, _ := m.br.Peek(m.br.Buffered())
-		m.br.Discard(len(b))
+		b, _ := br.Peek(br.Buffered())
+		br.Discard(len(b))
 		return b, nil
 	}
 	select {
@@ -326,7 +341,7 @@ func (m *mediaStream) EnableDatagrams() error {
 	if !m.c.qc.ConnectionState().SupportsDatagrams.Remote {
 		return errors.New("client did not negotiate QUIC datagrams")
 	}
-	m.st.SetReadDeadline(time.Time{})
+	m.rd.setDeadline(time.Time{})
 	m.dgrams = make(chan []byte, dgramQueue)
 	m.gone = make(chan struct{})
 	m.outbox = make(chan []byte, outboxLen)
@@ -341,9 +356,14 @@ func (m *mediaStream) EnableDatagrams() error {
 // watchAnchor reads the anchor stream until it ends; nothing should arrive.
 // It ends when the stream does (Close cancels the read side).
 func (m *mediaStream) watchAnchor() {
-	var buf [512]byte
 	for {
-		if _, err := m.br.Read(buf[:]); err != nil {
+		m.rd.idle() // wait without the buffer
+		br, err := m.rd.reader()
+		if err == nil {
+			_, err = br.Discard(max(br.Buffered(), 1)) // what arrived, at least a byte
+		}
+		if err != nil {
+			m.rd.idle()
 			close(m.gone)
 			return
 		}
@@ -364,7 +384,7 @@ func (m *mediaStream) SetReadDeadline(t time.Time) error {
 		m.rdl.set(t)
 		return nil
 	}
-	return m.st.SetReadDeadline(t)
+	return m.rd.setDeadline(t)
 }
 
 // SetWriteDeadline bounds writes to the stream and WriteMedia's wait for

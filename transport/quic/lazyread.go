@@ -1,0 +1,191 @@
+package quic
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"sync"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+)
+
+// An idle client should not hold read buffers: a logged-in client waits
+// for minutes between commands, and between calls nothing arrives on its
+// media stream, yet each of its two streams would keep a buffer for as
+// long as it is connected. So a stream borrows its buffer from a free
+// list when data comes and gives it back when it has returned everything
+// in it: a command stream at the next read (commands come one at a time),
+// a media stream once a read has waited idleRead for nothing (a call's
+// frames keep it). Without a buffer it waits with quic-go's Stream.Peek,
+// which blocks until a byte has arrived but consumes nothing, so the
+// first read that follows returns whatever has arrived, as before.
+//
+// Giving back a buffer that holds nothing loses no data: quic-go keeps
+// what it has not returned, and its errors are sticky (a timeout comes
+// again from the deadline, which is still set).
+
+// idleRead is how long a media stream's read waits holding its buffer:
+// longer than the gaps between a call's frames, so a call keeps its
+// buffers.
+const idleRead = time.Second
+
+// spareReaders holds buffered readers that idle streams gave back, for
+// streams that wake; what does not fit goes to the collector (not a
+// sync.Pool, which keeps what a burst put back until two collections; see
+// transport/tcp's spareRecords).
+type spareReaders chan *bufio.Reader
+
+var (
+	spareCommand = make(spareReaders, 64) // of commandBuffer bytes
+	spareMedia   = make(spareReaders, 64) // of mediaBuffer bytes
+)
+
+// get returns a spare reader or a new one of size bytes.
+func (s spareReaders) get(size int) *bufio.Reader {
+	select {
+	case br := <-s:
+		return br
+	default:
+		return bufio.NewReaderSize(nil, size)
+	}
+}
+
+// put gives br back: kept as a spare, or left to the collector.
+func (s spareReaders) put(br *bufio.Reader) {
+	br.Reset(nil)
+	select {
+	case s <- br:
+	default:
+	}
+}
+
+// lazyReader is a stream's borrowed read buffer and its read deadlines.
+type lazyReader struct {
+	st     *quicgo.Stream
+	srv    *Server // counts the buffers out
+	spares spareReaders
+	size   int
+	// linger keeps the buffer until a read has waited idleRead (media);
+	// without it the buffer goes back whenever it is empty (commands).
+	linger bool
+
+	br  *bufio.Reader // owned by the reader; nil while it waits without one
+	one [1]byte       // owned by the reader: what Peek fills
+
+	mu       sync.Mutex
+	deadline time.Time // the core's read deadline
+	short    time.Time // while lingering: when the buffer goes back; else zero
+}
+
+func newLazyReader(srv *Server, st *quicgo.Stream, spares spareReaders, size int, linger bool) lazyReader {
+	return lazyReader{st: st, srv: srv, spares: spares, size: size, linger: linger}
+}
+
+// reader returns the buffer to read from, borrowing one once data has
+// come; it waits for data without one. Errors are the stream's.
+func (r *lazyReader) reader() (*bufio.Reader, error) {
+	if !r.linger {
+		r.idle()
+	}
+	if r.br == nil {
+		if _, err := r.st.Peek(r.one[:]); err != nil {
+			return nil, err
+		}
+		r.br = r.spares.get(r.size)
+		r.br.Reset(r.st)
+		r.srv.readBuffers.Add(1)
+	}
+	return r.br, nil
+}
+
+// filled returns the buffer with at least one byte in it. Holding the
+// buffer with nothing in it, it waits at most idleRead (and the core's
+// deadline); then it gives the buffer back and waits on without one.
+func (r *lazyReader) filled() (*bufio.Reader, error) {
+	for {
+		br, err := r.reader()
+		if err != nil {
+			return nil, err
+		}
+		if br.Buffered() == 0 {
+			r.lingerFor(idleRead)
+		}
+		if _, err = br.Peek(1); err == nil {
+			return br, nil
+		}
+		if !r.lingered(err) {
+			r.idle()
+			return nil, err
+		}
+		r.release() // idle: wait for the next data without the buffer
+	}
+}
+
+// idle gives the buffer back unless it holds data the next read returns
+// (after a failed read, or before a wait).
+func (r *lazyReader) idle() {
+	if r.br != nil && r.br.Buffered() == 0 {
+		r.release()
+	}
+}
+
+// release gives the buffer back and ends the linger.
+func (r *lazyReader) release() {
+	if r.br != nil {
+		r.spares.put(r.br)
+		r.br = nil
+		r.srv.readBuffers.Add(-1)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.short.IsZero() {
+		r.short = time.Time{}
+		r.applyLocked()
+	}
+}
+
+// lingerFor makes the next reads give up after d at most, so that the
+// buffer can go back. It moves the stream's deadline only when the linger
+// has run half its course: a call's frames cost no deadline each.
+func (r *lazyReader) lingerFor(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if !r.short.IsZero() && r.short.Sub(now) > d/2 {
+		return
+	}
+	r.short = now.Add(d)
+	r.applyLocked()
+}
+
+// lingered reports whether err is a timeout that is not the core's: its
+// deadline has not passed. (bufio may also return a timeout that came
+// with the data of an earlier read; the next wait finds that data.)
+func (r *lazyReader) lingered(err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.deadline.IsZero() || time.Now().Before(r.deadline)
+}
+
+// setDeadline sets the core's read deadline. Safe from any goroutine; a
+// deadline in the past fails a blocked read at once.
+func (r *lazyReader) setDeadline(t time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deadline = t
+	return r.applyLocked()
+}
+
+// applyLocked puts the earlier of the core's deadline and the linger's on
+// the stream.
+func (r *lazyReader) applyLocked() error {
+	d := r.deadline
+	if !r.short.IsZero() && (d.IsZero() || r.short.Before(d)) {
+		d = r.short
+	}
+	return r.st.SetReadDeadline(d)
+}

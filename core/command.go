@@ -22,7 +22,7 @@ type commandConn struct {
 	conn transport.Conn
 	gate *gate // conn's closed mark; only ServeCommand closes conn
 	log  *slog.Logger
-	out  chan []byte // replies, written in order by writeLoop
+	out  replies // written in order by writeLoop
 
 	writer onDemand // runs writeLoop while replies wait or a call is probed
 
@@ -51,7 +51,7 @@ func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
 		conn:  c,
 		gate:  newGate(c),
 		log:   s.log.With("peer", c.RemoteAddr().Addr().String()),
-		out:   make(chan []byte, s.cfg.ReplyQueue),
+		out:   newReplies(s.cfg.ReplyQueue),
 		limit: newLimiter(s.cfg.CommandBurst, s.cfg.CommandRate),
 	}
 	if p, ok := c.(transport.Prober); ok {
@@ -83,7 +83,7 @@ func (c *commandConn) wake() { c.writer.start(c.writeLoop) }
 // idle ends writeLoop if nothing is queued and no call needs probes; it
 // reports whether it did. A send or setInCall after it starts a new one.
 func (c *commandConn) idle() bool {
-	return c.writer.retire(func() bool { return len(c.out) == 0 && !c.inCall.Load() })
+	return c.writer.retire(func() bool { return c.out.len() == 0 && !c.inCall.Load() })
 }
 
 // markClosed marks the connection closed; both loops then end and
@@ -97,10 +97,9 @@ func (c *commandConn) markClosed() { c.gate.close() }
 func (c *commandConn) finish() {
 	c.finishOnce.Do(func() {
 		c.finishing.Store(true)
-		select {
-		case c.out <- nil: // writeLoop closes when it gets here
+		if c.out.push(nil) { // writeLoop closes when it gets here
 			c.wake()
-		default:
+		} else {
 			c.markClosed()
 		}
 	})
@@ -109,15 +108,14 @@ func (c *commandConn) finish() {
 // send queues msg. It never blocks: a client whose queue is full is not
 // reading its replies and is disconnected (commands are never dropped).
 func (c *commandConn) send(msg []byte) {
-	select {
-	case c.out <- msg:
+	if c.out.push(msg) {
 		c.wake()
-	default:
-		if !c.slow.Swap(true) {
-			c.srv.metrics.slowConsumers.Add(1)
-		}
-		c.markClosed()
+		return
 	}
+	if !c.slow.Swap(true) {
+		c.srv.metrics.slowConsumers.Add(1)
+	}
+	c.markClosed()
 }
 
 // crowded reports whether the reply queue is more than half full. The
@@ -125,7 +123,7 @@ func (c *commandConn) send(msg []byte) {
 // would cause (a call is answered busy instead): only a client's own
 // commands and its own slowness can fill the rest and get it
 // disconnected as a slow consumer.
-func (c *commandConn) crowded() bool { return len(c.out) > cap(c.out)/2 }
+func (c *commandConn) crowded() bool { return c.out.len() > c.out.max/2 }
 
 // setInCall records whether the session is in an answered call, for the
 // writer's probes. It never blocks; Server.mu is held.
@@ -153,11 +151,13 @@ func (c *commandConn) writeLoop() {
 		}
 	}()
 	for {
-		if probes == nil && len(c.callChanged) == 0 && len(c.out) == 0 && c.idle() {
+		if probes == nil && len(c.callChanged) == 0 && c.out.len() == 0 && c.idle() {
 			return
 		}
-		select {
-		case msg := <-c.out:
+		if c.gate.closed() {
+			return
+		}
+		if msg, ok := c.out.pop(); ok {
 			if msg == nil { // finish
 				c.markClosed()
 				return
@@ -167,6 +167,10 @@ func (c *commandConn) writeLoop() {
 				c.writeFailed("reply write failed", err)
 				return
 			}
+			continue
+		}
+		select {
+		case <-c.out.more: // queued since: pop it
 		case <-c.callChanged:
 			switch on := c.inCall.Load(); {
 			case on && probes == nil:

@@ -46,6 +46,21 @@ type commandConn struct {
 // session (the other party of a call is told). It closes c, with no lock
 // held: whoever else ends the connection only marks it closed.
 func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
+	// This goroutine waits in readLoop for the connection's whole life, so
+	// its frames stay small: the setup and the end are functions of their
+	// own (see apart).
+	cc := s.newCommandConn(c)
+	if !s.track(c, cc.gate, cc) {
+		c.Close()
+		return
+	}
+	defer s.untrack(c)
+	stop := context.AfterFunc(ctx, cc.markClosed)
+	defer stop()
+	cc.end(cc.readLoop(ctx))
+}
+
+func (s *Server) newCommandConn(c transport.Conn) *commandConn {
 	cc := &commandConn{
 		srv:   s,
 		conn:  c,
@@ -58,22 +73,18 @@ func (s *Server) ServeCommand(ctx context.Context, c transport.Conn) {
 		cc.prober = p
 		cc.callChanged = make(chan struct{}, 1)
 	}
-	if !s.track(c, cc.gate, cc) {
-		c.Close()
-		return
-	}
-	defer s.untrack(c)
-	stop := context.AfterFunc(ctx, cc.markClosed)
-	defer stop()
+	return cc
+}
 
-	err := cc.readLoop(ctx)
-	cc.markClosed()
-	if cc.slow.Load() {
-		cc.log.Warn("reply queue full; disconnected slow client", "tag", "conn", "dir", "error")
+// end ends the connection after its read loop returned err.
+func (c *commandConn) end(err error) {
+	c.markClosed()
+	if c.slow.Load() {
+		c.log.Warn("reply queue full; disconnected slow client", "tag", "conn", "dir", "error")
 	}
-	cc.ended(err) // first: the other party of a call hears at once, however long Close takes
-	c.Close()     // also ends a write that ignores deadlines
-	cc.writer.stop()
+	c.ended(err)   // first: the other party of a call hears at once, however long Close takes
+	c.conn.Close() // also ends a write that ignores deadlines
+	c.writer.stop()
 }
 
 // wake starts writeLoop unless one runs (or the connection is ending). It
@@ -232,17 +243,22 @@ func (c *commandConn) readLoop(ctx context.Context) error {
 			c.srv.metrics.rateLimited.Add(1)
 			c.invalid("over the command rate limit", nil)
 		case flooding:
-			c.srv.metrics.rateLimited.Add(1)
-			c.srv.metrics.flooders.Add(1)
-			log := c.log
-			if c.sess != nil {
-				log = c.sess.log
-			}
-			log.Warn("command flood; closing the sender's connection", "tag", "conn", "dir", "error",
-				"refused", c.limit.refused, "within", floodWindow)
+			c.flooded()
 			return errFlood
 		}
 	}
+}
+
+// flooded counts and logs a flood that closes the connection.
+func (c *commandConn) flooded() {
+	c.srv.metrics.rateLimited.Add(1)
+	c.srv.metrics.flooders.Add(1)
+	log := c.log
+	if c.sess != nil {
+		log = c.sess.log
+	}
+	log.Warn("command flood; closing the sender's connection", "tag", "conn", "dir", "error",
+		"refused", c.limit.refused, "within", floodWindow)
 }
 
 // errFlood ends a connection that keeps sending over its rate limit.

@@ -69,27 +69,41 @@ func (s *Server) ServeMedia(ctx context.Context, c transport.MediaConn) {
 	})
 	defer stop()
 
-	log := s.log.With("peer", c.RemoteAddr().Addr().String())
+	// This goroutine relays for the connection's whole life, so its frames
+	// stay small: the registration runs apart, the end is a function.
 	var ep *mediaEndpoint
-	var err error
-	apart(func() { ep, err = s.register(c, g, log) }) // the relay's reader stays small
-	if err != nil {
-		log.Info("media registration refused", "tag", "media", "dir", "inbound", "why", err)
-		var r transport.Refusal
-		if !errors.As(err, &r) {
-			r = transport.RefuseTimeout // the read failed: nothing came in time
-		}
-		c.Refuse(r)
-		c.Close()
-		return
+	apart(func() { ep = s.admitMedia(c, g) })
+	if ep != nil {
+		ep.end(ep.readLoop())
 	}
-	err = ep.readLoop()
-	g.close()
+}
+
+// admitMedia reads c's registration and binds c, or refuses and closes c
+// and returns nil.
+func (s *Server) admitMedia(c transport.MediaConn, g *gate) *mediaEndpoint {
+	log := s.log.With("peer", c.RemoteAddr().Addr().String())
+	ep, err := s.register(c, g, log)
+	if err == nil {
+		return ep
+	}
+	log.Info("media registration refused", "tag", "media", "dir", "inbound", "why", err)
+	var r transport.Refusal
+	if !errors.As(err, &r) {
+		r = transport.RefuseTimeout // the read failed: nothing came in time
+	}
+	c.Refuse(r)
+	c.Close()
+	return nil
+}
+
+// end ends the endpoint after its read loop returned err.
+func (ep *mediaEndpoint) end(err error) {
+	ep.gate.close()
 	if werr := ep.writeErr.Load(); werr != nil {
 		ep.log.Info("media write failed; closed the receiver's media", "tag", "media", "dir", "error", "err", *werr)
 	}
-	s.mediaEnded(ep, err) // first: the call's grace starts at once, however long Close takes
-	c.Close()             // also ends a write that ignores deadlines
+	ep.srv.mediaEnded(ep, err) // first: the call's grace starts at once, however long Close takes
+	ep.conn.Close()            // also ends a write that ignores deadlines
 	ep.stopWriter()
 	ep.discardQueued()
 }

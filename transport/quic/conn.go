@@ -48,14 +48,7 @@ func (s *Server) serveConn(qc *quicgo.Conn) {
 		return
 	}
 	wg := &c.wg
-	wg.Go(func() {
-		s.handler.ServeCommand(s.ctx, newCommandStream(c, st))
-		// The session is over: the client left, or logged in elsewhere
-		// (the command stream's Close has closed or is closing it).
-		if !s.isClosed() {
-			s.closeConn(qc, false)
-		}
-	})
+	wg.Go(func() { c.serveCommand(st) })
 	wg.Go(c.receiveDatagrams)
 	for {
 		st, err := qc.AcceptStream(qc.Context())
@@ -68,12 +61,30 @@ func (s *Server) serveConn(qc *quicgo.Conn) {
 			refuse(st, transport.RefuseSession)
 			continue
 		}
-		wg.Go(func() { s.handler.ServeMedia(s.ctx, newMediaStream(c, st)) })
+		wg.Go(func() { c.serveMedia(st) })
 	}
 	if !s.isClosed() {
 		s.closeConn(qc, false)
 	}
 	wg.Wait()
+}
+
+// serveCommand serves the command stream until its session ends. Like
+// serveMedia it is a function of its own, with a small frame: its
+// goroutine waits in the stream's reads for the connection's whole life.
+func (c *client) serveCommand(st *quicgo.Stream) {
+	s := c.srv
+	s.handler.ServeCommand(s.ctx, newCommandStream(c, st))
+	// The session is over: the client left, or logged in elsewhere (the
+	// command stream's Close has closed or is closing it).
+	if !s.isClosed() {
+		s.closeConn(c.qc, false)
+	}
+}
+
+// serveMedia serves a media stream until it ends.
+func (c *client) serveMedia(st *quicgo.Stream) {
+	c.srv.handler.ServeMedia(c.srv.ctx, newMediaStream(c, st))
 }
 
 // closeConn closes a client's connection: code 0, or "server shutting

@@ -78,25 +78,33 @@ type lazyReader struct {
 	short    time.Time // while lingering: when the buffer goes back; else zero
 }
 
-func newLazyReader(srv *Server, st *quicgo.Stream, spares spareReaders, size int, linger bool) lazyReader {
-	return lazyReader{st: st, srv: srv, spares: spares, size: size, linger: linger}
+// init makes r read st through buffers of size bytes from spares.
+func (r *lazyReader) init(srv *Server, st *quicgo.Stream, spares spareReaders, size int, linger bool) {
+	r.st, r.srv, r.spares, r.size, r.linger = st, srv, spares, size, linger
 }
 
 // reader returns the buffer to read from, borrowing one once data has
-// come; it waits for data without one. Errors are the stream's.
+// come; it waits for data without one. Errors are the stream's. The
+// goroutine that waits here does so for most of a connection's life, so
+// what it does besides waiting is in functions of their own (noinline):
+// their frames are not on its stack while it waits.
 func (r *lazyReader) reader() (*bufio.Reader, error) {
-	if !r.linger {
-		r.idle()
+	if r.br != nil && (r.linger || r.br.Buffered() > 0) {
+		return r.br, nil
 	}
-	if r.br == nil {
-		if _, err := r.st.Peek(r.one[:]); err != nil {
-			return nil, err
-		}
-		r.br = r.spares.get(r.size)
-		r.br.Reset(r.st)
-		r.srv.readBuffers.Add(1)
+	r.idle()
+	if _, err := r.st.Peek(r.one[:]); err != nil {
+		return nil, err
 	}
+	r.borrow()
 	return r.br, nil
+}
+
+//go:noinline
+func (r *lazyReader) borrow() {
+	r.br = r.spares.get(r.size)
+	r.br.Reset(r.st)
+	r.srv.readBuffers.Add(1)
 }
 
 // filled returns the buffer with at least one byte in it. Holding the
@@ -124,6 +132,8 @@ func (r *lazyReader) filled() (*bufio.Reader, error) {
 
 // idle gives the buffer back unless it holds data the next read returns
 // (after a failed read, or before a wait).
+//
+//go:noinline
 func (r *lazyReader) idle() {
 	if r.br != nil && r.br.Buffered() == 0 {
 		r.release()

@@ -37,12 +37,13 @@ const (
 	mediaBuffer   = 2 * maxLine
 )
 
-func newCommandLines(c *client, st *quicgo.Stream) lineStream {
-	return lineStream{c: c, st: st, rd: newLazyReader(c.srv, st, spareCommand, commandBuffer, false)}
-}
-
-func newMediaLines(c *client, st *quicgo.Stream) lineStream {
-	return lineStream{c: c, st: st, rd: newLazyReader(c.srv, st, spareMedia, mediaBuffer, true)}
+// init makes l frame st, read through buffers of size bytes from spares
+// (linger: see lazyReader). It sets the fields in place: a constructor
+// returning a lineStream would build it on the stack of the goroutine
+// that goes on to read the stream.
+func (l *lineStream) init(c *client, st *quicgo.Stream, spares spareReaders, size int, linger bool) {
+	l.c, l.st = c, st
+	l.rd.init(c.srv, st, spares, size, linger)
 }
 
 // ReadMessage returns the next line without its "\n" (see readLine).
@@ -117,7 +118,9 @@ var (
 )
 
 func newCommandStream(c *client, st *quicgo.Stream) *commandStream {
-	return &commandStream{lineStream: newCommandLines(c, st)}
+	cs := &commandStream{}
+	cs.init(c, st, spareCommand, commandBuffer, false)
+	return cs
 }
 
 // WriteMessage writes a reply as one line. A login's success reply marks
@@ -230,8 +233,9 @@ const dgramQueue = 64
 const outboxLen = 8
 
 func newMediaStream(c *client, st *quicgo.Stream) *mediaStream {
-	return &mediaStream{lineStream: newMediaLines(c, st), maxDgram: 1200, rdl: newDeadline(),
-		wdl: newDeadline(), closed: make(chan struct{})}
+	m := &mediaStream{maxDgram: 1200, rdl: newDeadline(), wdl: newDeadline(), closed: make(chan struct{})}
+	m.init(c, st, spareMedia, mediaBuffer, true)
+	return m
 }
 
 // ReadMedia returns media: in stream mode the next bytes of the stream
@@ -240,16 +244,25 @@ func newMediaStream(c *client, st *quicgo.Stream) *mediaStream {
 // are all media.
 func (m *mediaStream) ReadMedia() ([]byte, error) {
 	if !m.dgramOn {
-		// Whatever the stream has buffered, without a copy: bufio keeps
-		// those bytes until the next read fills its buffer again.
-		br, err := m.rd.filled()
-		if err != nil {
-			return nil, err
-		}
-		b, _ := br.Peek(br.Buffered())
-		br.Discard(len(b))
-		return b, nil
+		return m.readStream()
 	}
+	return m.readDatagram()
+}
+
+// readStream returns whatever the stream has buffered, without a copy:
+// bufio keeps those bytes until the next read fills its buffer again.
+func (m *mediaStream) readStream() ([]byte, error) {
+	br, err := m.rd.filled()
+	if err != nil {
+		return nil, err
+	}
+	b, _ := br.Peek(br.Buffered())
+	br.Discard(len(b))
+	return b, nil
+}
+
+// readDatagram returns the next datagram payload.
+func (m *mediaStream) readDatagram() ([]byte, error) {
 	select {
 	case d := <-m.dgrams:
 		return d, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -16,16 +17,19 @@ import (
 // long as it is connected. So a stream borrows its buffer from a free
 // list when data comes and gives it back when it has returned everything
 // in it: a command stream at the next read (commands come one at a time),
-// a media stream once a read has waited idleRead for nothing (a call's
-// frames keep it). Without a buffer it waits with quic-go's Stream.Peek,
-// which blocks until a byte has arrived but consumes nothing, so the
-// first read that follows returns whatever has arrived, as before.
+// a media stream once no data came for idleRead (a call's frames keep
+// it). For the media stream a timer checks once per idleRead, not a
+// deadline per read, and cuts a wait short by putting the stream's read
+// deadline in the past. Without a buffer a stream waits with quic-go's
+// Stream.Peek, which blocks until a byte has arrived but consumes
+// nothing, so the first read that follows returns whatever has arrived,
+// as before.
 //
 // Giving back a buffer that holds nothing loses no data: quic-go keeps
 // what it has not returned, and its errors are sticky (a timeout comes
 // again from the deadline, which is still set).
 
-// idleRead is how long a media stream's read waits holding its buffer:
+// idleRead is how long a media stream keeps its buffer without data:
 // longer than the gaps between a call's frames, so a call keeps its
 // buffers.
 const idleRead = time.Second
@@ -60,22 +64,28 @@ func (s spareReaders) put(br *bufio.Reader) {
 	}
 }
 
-// lazyReader is a stream's borrowed read buffer and its read deadlines.
+// lazyReader is a stream's borrowed read buffer and its read deadline.
 type lazyReader struct {
 	st     *quicgo.Stream
 	srv    *Server // counts the buffers out
 	spares spareReaders
 	size   int
-	// linger keeps the buffer until a read has waited idleRead (media);
+	// linger keeps the buffer until no data came for idleRead (media);
 	// without it the buffer goes back whenever it is empty (commands).
 	linger bool
 
-	br  *bufio.Reader // owned by the reader; nil while it waits without one
-	one [1]byte       // owned by the reader: what Peek fills
+	br    *bufio.Reader // owned by the reader; nil while it waits without one
+	one   [1]byte       // owned by the reader: what Peek fills
+	reads atomic.Uint64 // reads that returned data while lingering, for check
 
 	mu       sync.Mutex
 	deadline time.Time // the core's read deadline
-	short    time.Time // while lingering: when the buffer goes back; else zero
+	holding  bool      // linger: the reader holds a buffer
+	cut      bool      // linger: check has put the stream's deadline in the past
+	// watch runs check idleRead after the buffer was borrowed or last
+	// checked: a call's frames cost no timer each.
+	watch *time.Timer
+	seen  uint64 // reads at the last check
 }
 
 // init makes r read st through buffers of size bytes from spares.
@@ -105,21 +115,46 @@ func (r *lazyReader) borrow() {
 	r.br = r.spares.get(r.size)
 	r.br.Reset(r.st)
 	r.srv.readBuffers.Add(1)
+	if !r.linger {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.holding, r.seen = true, r.reads.Load()
+	if r.watch == nil {
+		r.watch = time.AfterFunc(idleRead, r.check)
+	} else {
+		r.watch.Reset(idleRead)
+	}
 }
 
-// filled returns the buffer with at least one byte in it. Holding the
-// buffer with nothing in it, it waits at most idleRead (and the core's
-// deadline); then it gives the buffer back and waits on without one.
+// check ends a lingering reader's wait if no data came since the last
+// check, so that it gives its buffer back; else it checks again later.
+func (r *lazyReader) check() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.holding || r.cut {
+		return
+	}
+	if n := r.reads.Load(); n != r.seen {
+		r.seen = n
+		r.watch.Reset(idleRead)
+		return
+	}
+	r.cut = true
+	r.applyLocked()
+}
+
+// filled returns the buffer with at least one byte in it. Once no data
+// came for idleRead, it gives the buffer back and waits on without one.
 func (r *lazyReader) filled() (*bufio.Reader, error) {
 	for {
 		br, err := r.reader()
 		if err != nil {
 			return nil, err
 		}
-		if br.Buffered() == 0 {
-			r.lingerFor(idleRead)
-		}
 		if _, err = br.Peek(1); err == nil {
+			r.reads.Add(1)
 			return br, nil
 		}
 		if !r.lingered(err) {
@@ -149,29 +184,20 @@ func (r *lazyReader) release() {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.short.IsZero() {
-		r.short = time.Time{}
+	if r.watch != nil {
+		r.watch.Stop()
+	}
+	r.holding = false
+	if r.cut {
+		r.cut = false
 		r.applyLocked()
 	}
 }
 
-// lingerFor makes the next reads give up after d at most, so that the
-// buffer can go back. It moves the stream's deadline only when the linger
-// has run half its course: a call's frames cost no deadline each.
-func (r *lazyReader) lingerFor(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := time.Now()
-	if !r.short.IsZero() && r.short.Sub(now) > d/2 {
-		return
-	}
-	r.short = now.Add(d)
-	r.applyLocked()
-}
-
 // lingered reports whether err is a timeout that is not the core's: its
-// deadline has not passed. (bufio may also return a timeout that came
-// with the data of an earlier read; the next wait finds that data.)
+// deadline has not passed, so check cut the wait short. (bufio may also
+// return a timeout that came with the data of an earlier read; the next
+// wait finds that data.)
 func (r *lazyReader) lingered(err error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
@@ -190,12 +216,12 @@ func (r *lazyReader) setDeadline(t time.Time) error {
 	return r.applyLocked()
 }
 
-// applyLocked puts the earlier of the core's deadline and the linger's on
-// the stream.
+// applyLocked puts the core's deadline on the stream, or one in the past
+// while check has cut a lingering wait.
 func (r *lazyReader) applyLocked() error {
 	d := r.deadline
-	if !r.short.IsZero() && (d.IsZero() || r.short.Before(d)) {
-		d = r.short
+	if r.cut {
+		d = time.Unix(1, 0)
 	}
 	return r.st.SetReadDeadline(d)
 }

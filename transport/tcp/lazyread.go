@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtcall/dtcall/transport"
@@ -62,8 +63,12 @@ type lazyRead struct {
 	// The reader's own, touched by every read. buf is the borrowed buffer
 	// (nil while idle), *bufp, kept here so that a read does not load it
 	// through bufp.
-	buf   []byte
-	skip  int // reads left before armShort looks at the clock again
+	buf  []byte
+	skip int // reads left before armShort looks at the clock again
+	// armed is set while the short deadline is on the socket; setDeadline
+	// clears it (it puts the core's on instead), and armShort then arms
+	// at once rather than after skip more reads.
+	armed atomic.Bool
 	bufp  *[]byte
 	idles int // how often the buffer went back for want of data
 
@@ -122,8 +127,7 @@ func (l *lazyRead) read(sc secureConn) ([]byte, error) {
 		// Nothing came for idleRead: give the buffer back and wait for
 		// data without it.
 		l.giveBack()
-		l.restore(sc)
-		l.skip = 0 // arm at the next record
+		l.restore(sc) // the next record arms again
 		l.idles++
 	}
 }
@@ -141,7 +145,7 @@ const armEvery = 8
 // busy connection does not move a timer per record, nor read the clock
 // and take the lock for every record.
 func (l *lazyRead) armShort(sc secureConn) {
-	if l.skip > 0 {
+	if l.skip > 0 && l.armed.Load() {
 		l.skip--
 		return
 	}
@@ -157,6 +161,7 @@ func (l *lazyRead) armShort(sc secureConn) {
 		l.short = l.deadline
 	}
 	sc.SetReadDeadline(l.short)
+	l.armed.Store(true)
 }
 
 // restore puts the core's deadline back on the socket, for the wait
@@ -165,6 +170,7 @@ func (l *lazyRead) restore(sc secureConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.short = time.Time{}
+	l.armed.Store(false)
 	sc.SetReadDeadline(l.deadline)
 }
 
@@ -175,6 +181,7 @@ func (l *lazyRead) setDeadline(sc secureConn, t time.Time) error {
 	defer l.mu.Unlock()
 	l.deadline = t
 	l.short = time.Time{} // the next read arms again, within t
+	l.armed.Store(false)
 	return sc.SetReadDeadline(t)
 }
 

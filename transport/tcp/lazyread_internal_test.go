@@ -62,13 +62,13 @@ func TestLazyReadAcrossIdleTimes(t *testing.T) {
 	defer wg.Wait()
 	var client *slowWriter
 	wg.Go(func() {
-		raw, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Error(err)
+		tc := dialTestClient(t, ln, func(raw net.Conn) net.Conn {
+			client = &slowWriter{Conn: raw, pause: idleRead + 300*time.Millisecond}
+			return client
+		})
+		if tc == nil {
 			return
 		}
-		client = &slowWriter{Conn: raw, pause: idleRead + 300*time.Millisecond}
-		tc := tls.Client(client, &tls.Config{InsecureSkipVerify: true})
 		defer tc.Close()
 		for i, msg := range []string{"first", "after an idle time", "in two halves"} {
 			switch i {
@@ -146,12 +146,10 @@ func TestLazyReadKeepsBufferWhileBusy(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
-		raw, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Error(err)
+		tc := dialTestClient(t, ln, nil)
+		if tc == nil {
 			return
 		}
-		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
 		defer tc.Close()
 		for i := range busy + slow {
 			pause := 20 * time.Millisecond
@@ -207,12 +205,10 @@ func TestLazyReadIdlesAfterTheCoreMovesItsDeadline(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
-		raw, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Error(err)
+		tc := dialTestClient(t, ln, nil)
+		if tc == nil {
 			return
 		}
-		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
 		defer tc.Close()
 		for _, msg := range []string{"login", "after the idle time"} {
 			if _, err := tc.Write([]byte(msg)); err != nil {
@@ -237,4 +233,20 @@ func TestLazyReadIdlesAfterTheCoreMovesItsDeadline(t *testing.T) {
 	if c.lazy.idles == 0 {
 		t.Fatalf("the buffer was held through %v without data", idleRead+500*time.Millisecond)
 	}
+}
+
+// dialTestClient dials ln as a crypto/tls client that checks nothing,
+// over wrap(the TCP connection) when wrap is not nil; nil after reporting
+// a failed dial.
+func dialTestClient(t *testing.T, ln net.Listener, wrap func(net.Conn) net.Conn) *tls.Conn {
+	t.Helper()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	if wrap != nil {
+		raw = wrap(raw)
+	}
+	return tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
 }

@@ -25,13 +25,13 @@ func TestTriedWritesHoldWhatDoesNotFit(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
-		raw, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Error(err)
+		tc := dialTestClient(t, ln, func(raw net.Conn) net.Conn {
+			raw.(*net.TCPConn).SetReadBuffer(4096)
+			return raw
+		})
+		if tc == nil {
 			return
 		}
-		raw.(*net.TCPConn).SetReadBuffer(4096)
-		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
 		defer tc.Close()
 		tc.SetDeadline(time.Now().Add(20 * time.Second))
 		if err := tc.Handshake(); err != nil {

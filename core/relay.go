@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"time"
 
 	"github.com/dtcall/dtcall/transport"
@@ -20,6 +21,12 @@ import (
 func (ep *mediaEndpoint) readLoop() error {
 	s := ep.srv
 	_, keptAlive := ep.conn.(transport.KeptAlive)
+	if p, ok := ep.conn.(transport.Pusher); ok && !keptAlive {
+		err := p.PushMedia(s.cfg.IdleTimeout, ep.received)
+		if !errors.Is(err, transport.ErrNoPush) {
+			return readError(ep.gate, err)
+		}
+	}
 	if keptAlive {
 		ep.gate.setReadDeadline(time.Time{})
 	}
@@ -33,10 +40,16 @@ func (ep *mediaEndpoint) readLoop() error {
 		if err != nil {
 			return readError(ep.gate, err)
 		}
-		s.metrics.mediaBytesIn.Add(int64(len(msg)))
-		if ep.sess.mediaNow.Load() == ep {
-			s.relayFrom(ep.sess, msg)
-		}
+		ep.received(msg)
+	}
+}
+
+// received relays msg, which ep's client sent, unless ep is no longer its
+// session's media. It never blocks: a transport's event loop calls it.
+func (ep *mediaEndpoint) received(msg []byte) {
+	ep.srv.metrics.mediaBytesIn.Add(int64(len(msg)))
+	if ep.sess.mediaNow.Load() == ep {
+		ep.srv.relayFrom(ep.sess, msg)
 	}
 }
 

@@ -5,6 +5,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 )
@@ -93,6 +94,26 @@ const (
 
 // MaxTryWrite is the largest write TryWriteMedia takes: a few voice frames.
 const MaxTryWrite = 512
+
+// Pusher is implemented by media channels that their transport can read
+// from an event loop of its own rather than from a goroutine per channel:
+// no goroutine wakes per frame, and one wake of the loop serves every
+// channel that has data.
+type Pusher interface {
+	// PushMedia serves the channel until it ends: it calls deliver with
+	// each payload ReadMedia would have returned, in order, from the
+	// transport's loop, and returns the error ReadMedia would have returned
+	// (a deadline in the past ends it at once, as it fails a read). deliver
+	// must not block and must not keep p. When nothing at all arrives for
+	// idle (if > 0) it ends with a timeout error. It returns ErrNoPush at
+	// once, having read nothing, when this channel cannot be served that
+	// way; the caller then reads it with ReadMedia.
+	PushMedia(idle time.Duration, deliver func(p []byte)) error
+}
+
+// ErrNoPush is PushMedia's answer for a channel its transport cannot serve
+// from its loop.
+var ErrNoPush = errors.New("transport: channel cannot be pushed")
 
 // KeptAlive is implemented by channels whose transport keeps the
 // connection alive and notices a vanished peer by itself (QUIC: keep-alive

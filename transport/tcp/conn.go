@@ -34,6 +34,8 @@ type recordConn struct {
 	remote netip.AddrPort
 	buf    []byte    // owned by the reader; holds one record; nil with lazy
 	room   *sendRoom // otherwise (OpenSSL), owned by the writer; nil when raw cannot be polled
+
+	push pushState // its media loop, when one reads it (PushMedia)
 }
 
 var (
@@ -102,8 +104,36 @@ const maxEmptyReads = 100
 
 // WriteMessage writes msg as one record.
 func (c *recordConn) WriteMessage(msg []byte) error {
-	_, err := c.sc.Write(msg)
-	return err
+	return c.write(msg)
+}
+
+// write writes p as one record, waiting for room within the write
+// deadline. A socket in a media loop never waits in the write itself: the
+// record is sealed and what did not fit held, and write waits for the
+// loop to send it.
+func (c *recordConn) write(p []byte) error {
+	d := c.detached()
+	if d == nil {
+		_, err := c.sc.Write(p)
+		return err
+	}
+	if err := c.try.waitSent(d); err != nil { // what an earlier write left
+		return err
+	}
+	if len(p) > 0 {
+		if _, err := c.sc.Write(p); err != nil {
+			return err
+		}
+	}
+	return c.try.waitSent(d)
+}
+
+// detached is the socket's state in a media loop, or nil.
+func (c *recordConn) detached() *detached {
+	if c.try == nil {
+		return nil
+	}
+	return c.try.det.Load()
 }
 
 // ReadMedia returns the next record that is not a lone "D" keepalive. The
@@ -128,14 +158,13 @@ func (c *recordConn) ReadMedia() ([]byte, error) {
 // WriteMedia writes p; up to 16 KiB it is one record. What a tried write
 // held back goes first; with p empty, only that.
 func (c *recordConn) WriteMedia(p []byte) error {
-	if len(p) == 0 {
+	if len(p) == 0 && c.detached() == nil {
 		if c.try != nil {
 			return c.try.flush()
 		}
 		return nil
 	}
-	_, err := c.sc.Write(p)
-	return err
+	return c.write(p)
 }
 
 // TryWriteMedia writes p as one record without waiting. Under crypto/tls
@@ -165,7 +194,7 @@ func (c *recordConn) TryWriteMedia(p []byte) (transport.TryResult, error) {
 
 func (c *recordConn) SetReadDeadline(t time.Time) error {
 	if c.lazy != nil {
-		return c.lazy.setDeadline(c.sc, t)
+		return c.setLazyDeadline(t)
 	}
 	return c.sc.SetReadDeadline(t)
 }

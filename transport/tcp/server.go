@@ -78,6 +78,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	closed    bool
+
+	loops loopSet // the media loops, once a connection joins one
 }
 
 // New loads the certificate and prepares both TLS engines. When DHE support
@@ -304,7 +306,9 @@ func (s *Server) serveConn(nc net.Conn, t *ticket, kind string, handle func(cont
 		nc.Close()
 		return
 	}
-	handle(s.ctx, newRecordConn(sc, nc))
+	c := newRecordConn(sc, nc)
+	c.push.loops = &s.loops
+	handle(s.ctx, c)
 }
 
 // secureApart is secure on a goroutine of its own. The handshake's
@@ -365,6 +369,7 @@ func (s *Server) Close() error {
 	s.CloseListeners()
 	s.cancel()
 	s.wg.Wait()
+	s.loops.close()
 	if s.dhe != nil {
 		s.dhe.Close()
 	}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // trySocket is the TCP connection under a crypto/tls connection. Most
@@ -35,6 +36,13 @@ type trySocket struct {
 	held []byte // the unwritten tail of records a tried write took
 
 	raw rawWriter // the TCP socket's non-blocking write (in here: one object less to fetch)
+
+	// det is set once the socket has left the runtime's poller for a
+	// media loop: reads and writes then go to it without waiting.
+	det atomic.Pointer[detached]
+	// writeDeadline is the last write deadline set (unix nanoseconds, 0
+	// for none), for the socket to keep when it is detached.
+	writeDeadline atomic.Int64
 }
 
 // newTrySocket wraps c, the connection crypto/tls will use, whose socket
@@ -58,6 +66,9 @@ type drainer interface{ Drained() bool }
 // before the handshake, then from the TCP connection itself, one layer
 // (and one object to fetch into the cache) less for every record.
 func (s *trySocket) Read(p []byte) (int, error) {
+	if d := s.det.Load(); d != nil {
+		return d.read(p)
+	}
 	if s.replay == nil {
 		return s.tcp.Read(p)
 	}
@@ -73,6 +84,9 @@ func (s *trySocket) Read(p []byte) (int, error) {
 func (s *trySocket) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if d := s.det.Load(); d != nil {
+		return s.writeDetachedLocked(d, p)
+	}
 	if s.trying.Load() {
 		return s.tryLocked(p)
 	}
@@ -119,4 +133,43 @@ func (s *trySocket) flushLocked() error {
 	s.held = nil // most connections never hold again: do not keep the memory
 	s.holding.Store(false)
 	return nil
+}
+
+// SetWriteDeadline sets the socket's write deadline, and keeps it for the
+// socket to take along when it is detached.
+func (s *trySocket) SetWriteDeadline(t time.Time) error {
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	s.writeDeadline.Store(ns)
+	if d := s.det.Load(); d != nil {
+		d.writeDeadline.Store(ns)
+		d.kick()
+		return nil
+	}
+	return s.Conn.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the socket's read deadline; a detached socket has
+// none (its loop ends it instead: recordConn.setLazyDeadline).
+func (s *trySocket) SetReadDeadline(t time.Time) error {
+	if s.det.Load() != nil {
+		return nil
+	}
+	return s.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets both deadlines.
+func (s *trySocket) SetDeadline(t time.Time) error {
+	s.SetReadDeadline(t)
+	return s.SetWriteDeadline(t)
+}
+
+// Close closes the socket: a detached one once its loop has let go of it.
+func (s *trySocket) Close() error {
+	if d := s.det.Load(); d != nil {
+		return s.closeDetached(d)
+	}
+	return s.Conn.Close()
 }

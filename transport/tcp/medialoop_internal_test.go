@@ -1,0 +1,227 @@
+//go:build linux
+
+package tcp
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// acceptLoopConn accepts one connection on ln as the front does for
+// crypto/tls (over a try socket), with loops to join.
+func acceptLoopConn(t *testing.T, ln net.Listener, pair tls.Certificate, loops *loopSet) *recordConn {
+	t.Helper()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := tls.Server(newTrySocket(raw, raw), &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err := sc.Handshake(); err != nil {
+		raw.Close()
+		t.Fatal(err)
+	}
+	c := newRecordConn(sc, raw)
+	c.push.loops = loops
+	return c
+}
+
+// pushInBackground runs c.PushMedia and hands on what it delivers and
+// what it returns.
+func pushInBackground(c *recordConn, idle time.Duration) (<-chan string, <-chan error) {
+	got := make(chan string, 100)
+	ended := make(chan error, 1)
+	go func() {
+		ended <- c.PushMedia(idle, func(p []byte) { got <- string(p) })
+	}()
+	return got, ended
+}
+
+// TestMediaLoopReadsRecords: a connection in a loop gets its records
+// delivered in order, with the ones the registration's read took along,
+// without the lone "D" keepalives, also when several come in one segment;
+// its socket has left the runtime's poller; writes reach the client; a
+// deadline in the past ends it at once, and Close closes the socket.
+func TestMediaLoopReadsRecords(t *testing.T) {
+	pair, ln := tlsTestListener(t)
+	var loops loopSet
+	defer loops.close()
+	client := make(chan *tls.Conn, 1)
+	go func() { client <- handshaken(dialTestClient(t, ln, nil)) }()
+	c := acceptLoopConn(t, ln, pair, &loops)
+	tc := <-client
+	if tc == nil {
+		t.FailNow()
+	}
+	defer tc.Close()
+	for _, rec := range []string{"registration", "early"} {
+		tc.Write([]byte(rec))
+	}
+	if reg, err := c.ReadMessage(); err != nil || string(reg) != "registration" {
+		t.Fatalf("registration: %q, %v", reg, err)
+	}
+	time.Sleep(50 * time.Millisecond) // "early" is in crypto/tls's buffer now, not the socket's
+	got, ended := pushInBackground(c, time.Minute)
+	want := []string{"early", "one", "two", "three"}
+	tc.Write([]byte("one"))
+	tc.Write([]byte("D"))
+	tc.Write([]byte("two"))
+	tc.Write([]byte("three"))
+	for _, w := range want {
+		select {
+		case g := <-got:
+			if g != w {
+				t.Fatalf("delivered %q, want %q", g, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q not delivered", w)
+		}
+	}
+	if c.try.det.Load() == nil {
+		t.Fatal("the socket was not detached into the loop")
+	}
+	if err := c.WriteMedia([]byte("to the client")); err != nil {
+		t.Fatal(err)
+	}
+	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	if n, err := tc.Read(buf); err != nil || string(buf[:n]) != "to the client" {
+		t.Fatalf("client read %q, %v", buf[:n], err)
+	}
+	c.SetReadDeadline(time.Unix(1, 0)) // the core's closed mark
+	select {
+	case err := <-ended:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("ended with %v, want the deadline", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a deadline in the past did not end the push")
+	}
+	c.Close()
+	if _, err := tc.Read(buf); err != io.EOF {
+		t.Fatalf("client read after Close: %v, want EOF", err)
+	}
+}
+
+// TestMediaLoopIdleTimeout: a connection in a loop that sends nothing for
+// its idle time ends with a timeout; one whose records keep coming does
+// not.
+func TestMediaLoopIdleTimeout(t *testing.T) {
+	pair, ln := tlsTestListener(t)
+	var loops loopSet
+	defer loops.close()
+	const idle = 300 * time.Millisecond
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	client := make(chan *tls.Conn, 1)
+	wg.Go(func() { client <- handshaken(dialTestClient(t, ln, nil)) })
+	c := acceptLoopConn(t, ln, pair, &loops)
+	defer c.Close()
+	tc := <-client
+	if tc == nil {
+		t.FailNow()
+	}
+	defer tc.Close()
+	_, ended := pushInBackground(c, idle)
+	start := time.Now()
+	for range 10 { // 1 s of records every 100 ms
+		time.Sleep(idle / 3)
+		if _, err := tc.Write([]byte("frame")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-ended:
+			t.Fatalf("ended after %v while records came: %v", time.Since(start), err)
+		default:
+		}
+	}
+	quiet := time.Now()
+	select {
+	case err := <-ended:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("ended with %v, want a timeout", err)
+		}
+		if d := time.Since(quiet); d < idle-idle/3 || d > 3*idle {
+			t.Fatalf("ended %v after the last record; idle is %v", d, idle)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a silent connection in a loop never timed out")
+	}
+}
+
+// TestMediaLoopStalledReceiver: a write to a detached socket whose client
+// reads nothing waits for room, not forever: it fails at its write
+// deadline, and the loop serves other connections meanwhile.
+func TestMediaLoopStalledReceiver(t *testing.T) {
+	pair, ln := tlsTestListener(t)
+	var loops loopSet
+	defer loops.close()
+	var conns []*recordConn
+	var clients []*tls.Conn
+	for range 2 {
+		client := make(chan *tls.Conn, 1)
+		go func() { client <- handshaken(dialTestClient(t, ln, nil)) }()
+		conns = append(conns, acceptLoopConn(t, ln, pair, &loops))
+		tc := <-client
+		if tc == nil {
+			t.FailNow()
+		}
+		defer tc.Close()
+		clients = append(clients, tc)
+	}
+	stalled, talking := conns[0], conns[1]
+	defer stalled.Close()
+	defer talking.Close()
+	_, stalledEnded := pushInBackground(stalled, time.Minute)
+	got, _ := pushInBackground(talking, time.Minute)
+	clients[0].Write([]byte("join")) // wait until both are in a loop
+	clients[1].Write([]byte("join"))
+	if g := <-got; g != "join" {
+		t.Fatalf("delivered %q", g)
+	}
+	for stalled.try.det.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	stalled.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+	block := make([]byte, 16000)
+	var err error
+	start := time.Now()
+	for i := 0; i < 4000 && err == nil; i++ { // 64 MB: far beyond the socket buffers
+		err = stalled.WriteMedia(block)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("writes to a client that reads nothing: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the write took %v to time out", d)
+	}
+	clients[1].Write([]byte("still served"))
+	select {
+	case g := <-got:
+		if g != "still served" {
+			t.Fatalf("delivered %q", g)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop stopped serving while a receiver stalled")
+	}
+	stalled.Close()
+	if err := <-stalledEnded; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("the stalled connection's push ended with %v", err)
+	}
+}
+
+// handshaken shakes hands on tc, nil or not.
+func handshaken(tc *tls.Conn) *tls.Conn {
+	if tc != nil && tc.Handshake() != nil {
+		tc.Close()
+		return nil
+	}
+	return tc
+}

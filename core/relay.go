@@ -17,7 +17,8 @@ import (
 // while there is no answered call. The read deadline is pushed forward at
 // most every IdleTimeout/4 so that a busy call does not reset a timer per
 // frame. A KeptAlive channel has none: the registration's deadline is
-// cleared and its transport notices a vanished peer.
+// cleared and its transport notices a vanished peer. A Pusher's transport
+// reads it from an event loop instead, calling received for each frame.
 func (ep *mediaEndpoint) readLoop() error {
 	s := ep.srv
 	_, keptAlive := ep.conn.(transport.KeptAlive)

@@ -225,3 +225,39 @@ func handshaken(tc *tls.Conn) *tls.Conn {
 	}
 	return tc
 }
+
+// TestMediaLoopHeldBound attacks maxHeld: records written to a detached
+// socket whose client reads nothing, without waiting for them to go (as
+// crypto/tls's own alerts and key updates are), are held up to maxHeld,
+// and the next one fails instead of growing the memory.
+func TestMediaLoopHeldBound(t *testing.T) {
+	pair, ln := tlsTestListener(t)
+	var loops loopSet
+	defer loops.close()
+	client := make(chan *tls.Conn, 1)
+	go func() { client <- handshaken(dialTestClient(t, ln, nil)) }()
+	c := acceptLoopConn(t, ln, pair, &loops)
+	defer c.Close()
+	tc := <-client
+	if tc == nil {
+		t.FailNow()
+	}
+	defer tc.Close()
+	pushInBackground(c, time.Minute)
+	for c.try.det.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	block := make([]byte, 1000)
+	var err error
+	writes := 0
+	for ; writes < 100000 && err == nil; writes++ { // 100 MB at most
+		_, err = c.sc.Write(block)
+	}
+	c.try.mu.Lock()
+	held := len(c.try.held)
+	c.try.mu.Unlock()
+	if err == nil || held > maxHeld {
+		t.Fatalf("after %d writes: %v, %d bytes held (bound %d)", writes, err, held, maxHeld)
+	}
+	t.Logf("the write after %d KB failed (%v) with %d bytes held", writes, err, held)
+}

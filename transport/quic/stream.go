@@ -182,12 +182,19 @@ func (cs *commandStream) Probe() error {
 // drains, the code says so (the client may reconnect elsewhere).
 func (cs *commandStream) Close() error {
 	cs.st.SetWriteDeadline(time.Unix(1, 0)) // ends a blocked Write; see mediaStream.Close
+	lingering := cs.wroteDraining.Load()
+	if cs.c.srv.isClosed() && !lingering {
+		// Draining with nothing left to say: the close code alone tells
+		// the client why. A FIN first may reach it before the code, and
+		// its reader would report a plain EOF.
+		return cs.c.srv.closeConn(cs.c.qc, false)
+	}
 	cs.st.CancelRead(quicgo.StreamErrorCode(codeClosed))
 	cs.st.Close() // FIN after the last message
 	// Draining, with messages written since it began (a call's last
 	// notice): the close code waits until the client has read up to the
 	// FIN and closed, or closeLinger.
-	return cs.c.srv.closeConn(cs.c.qc, cs.wroteDraining.Load())
+	return cs.c.srv.closeConn(cs.c.qc, lingering)
 }
 
 func (cs *commandStream) noteWrite() {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -260,4 +261,137 @@ func TestMediaLoopHeldBound(t *testing.T) {
 		t.Fatalf("after %d writes: %v, %d bytes held (bound %d)", writes, err, held, maxHeld)
 	}
 	t.Logf("the write after %d KB failed (%v) with %d bytes held", writes, err, held)
+}
+
+// corkedConn collects what its TLS client writes while corked and sends it
+// in one write at uncork, so that a burst of records reaches the server's
+// socket all at once.
+type corkedConn struct {
+	net.Conn
+	mu    sync.Mutex
+	cork  bool
+	batch []byte
+}
+
+func (c *corkedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cork {
+		c.batch = append(c.batch, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *corkedConn) setCork(on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cork = on
+	if on || len(c.batch) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.batch)
+	c.batch = nil
+	return err
+}
+
+// TestMediaLoopFairRounds attacks recordsPerRound: a client that puts a
+// burst of 400 records on its socket at once does not make its loop's
+// other connections wait for the whole burst. A record of the other
+// connection, on its socket while the loop reads the burst, is delivered
+// after one round of the flooder's records (recordsPerRound), not after
+// the burst.
+func TestMediaLoopFairRounds(t *testing.T) {
+	const burst = 400
+	pair, ln := tlsTestListener(t)
+	// One loop for both connections (a loopSet has one per two cores).
+	l, err := newMediaLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loops := loopSet{loops: []*mediaLoop{l}}
+	defer loops.close()
+	var corked *corkedConn
+	flooderc := make(chan *tls.Conn, 1)
+	go func() {
+		flooderc <- handshaken(dialTestClient(t, ln, func(raw net.Conn) net.Conn {
+			corked = &corkedConn{Conn: raw}
+			return corked
+		}))
+	}()
+	flooder := acceptLoopConn(t, ln, pair, &loops)
+	defer flooder.Close()
+	fc := <-flooderc
+	if fc == nil {
+		t.FailNow()
+	}
+	defer fc.Close()
+	otherc := make(chan *tls.Conn, 1)
+	go func() { otherc <- handshaken(dialTestClient(t, ln, nil)) }()
+	other := acceptLoopConn(t, ln, pair, &loops)
+	defer other.Close()
+	oc := <-otherc
+	if oc == nil {
+		t.FailNow()
+	}
+	defer oc.Close()
+
+	// The flooder's first record holds the loop until the other
+	// connection's record is on its socket too, so that the loop has both
+	// to read however the goroutines are scheduled.
+	otherWritten := make(chan struct{})
+	var closeOnce sync.Once
+	defer closeOnce.Do(func() { close(otherWritten) })
+	var mu sync.Mutex
+	var order []string
+	record := func(who string) func([]byte) {
+		return func(p []byte) {
+			if who == "flood" {
+				<-otherWritten
+			}
+			mu.Lock()
+			order = append(order, who)
+			mu.Unlock()
+		}
+	}
+	go flooder.PushMedia(time.Minute, record("flood"))
+	go other.PushMedia(time.Minute, record("other"))
+	for flooder.try.det.Load() == nil || other.try.det.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
+
+	corked.setCork(true)
+	frame := make([]byte, 32)
+	for range burst {
+		fc.Write(frame)
+	}
+	if err := corked.setCork(false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the loop reads the first record and waits in it
+	if _, err := oc.Write([]byte("other")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the record reaches the server's socket
+	closeOnce.Do(func() { close(otherWritten) })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(order)
+		mu.Unlock()
+		if n == burst+1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	before := slices.Index(order, "other")
+	if len(order) != burst+1 || before < 0 {
+		t.Fatalf("delivered %d records (want %d), the other connection's at %d", len(order), burst+1, before)
+	}
+	t.Logf("the other connection's record came after %d of the flooder's %d (bound %d)", before, burst, recordsPerRound)
+	if before > recordsPerRound {
+		t.Errorf("the other connection's record waited for %d of the flooder's records, want at most %d", before, recordsPerRound)
+	}
 }

@@ -264,6 +264,10 @@ func (l *mediaLoop) run() {
 		stopping := l.stopping
 		l.mu.Unlock()
 
+		// Connections cut off in the last round read on after the ones
+		// that became ready, not in the round that cut them off.
+		again := l.again
+		l.again = nil
 		now := l.now()
 		for _, r := range l.batch {
 			if r.events&unix.EPOLLOUT != 0 {
@@ -273,8 +277,6 @@ func (l *mediaLoop) run() {
 				l.read(r.p, now)
 			}
 		}
-		again := l.again
-		l.again = nil
 		for _, p := range again {
 			l.read(p, now)
 		}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -19,12 +22,22 @@ type baseDialer struct {
 	host              string
 	tcpPort, quicPort int
 	pin               pinSpec // loaded
+	run               string  // this run's part of the pairing names, from newRunName
 }
 
-func (d *baseDialer) tlsConfig() *tls.Config {
+// newRunName returns a name no other run uses, for pairName.
+func newRunName() string { return strings.ToLower(rand.Text()) }
+
+// pairName is the TLS server name both parties of call i send over QUIC,
+// by which the forwarder pairs them (serveQUIC).
+func (d *baseDialer) pairName(i int) string {
+	return fmt.Sprintf("call%d.%s.dtload", i, d.run)
+}
+
+func (d *baseDialer) tlsConfig(serverName string) *tls.Config {
 	return &tls.Config{
 		InsecureSkipVerify: true, // pinned below
-		ServerName:         d.host,
+		ServerName:         serverName,
 		NextProtos:         []string{baselineALPN},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
@@ -35,19 +48,21 @@ func (d *baseDialer) tlsConfig() *tls.Config {
 	}
 }
 
-// dial connects one party of a baseline call.
-func (d *baseDialer) dial(ctx context.Context, kind client.Transport) (mediaEnd, error) {
+// dial connects one party of baseline call i. The TLS forwarder pairs
+// connections in the order they connect, so call i's parties must dial
+// one after the other; over QUIC they name each other (pairName).
+func (d *baseDialer) dial(ctx context.Context, kind client.Transport, i int) (mediaEnd, error) {
 	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
 	if kind == client.TCP {
-		td := tls.Dialer{Config: d.tlsConfig()}
+		td := tls.Dialer{Config: d.tlsConfig(d.host)}
 		c, err := td.DialContext(ctx, "tcp", net.JoinHostPort(d.host, strconv.Itoa(d.tcpPort)))
 		if err != nil {
 			return nil, err
 		}
 		return &connEnd{c: c, buf: make([]byte, 16<<10)}, nil
 	}
-	qc, err := quicgo.DialAddr(ctx, net.JoinHostPort(d.host, strconv.Itoa(d.quicPort)), d.tlsConfig(), quicConfig())
+	qc, err := quicgo.DialAddr(ctx, net.JoinHostPort(d.host, strconv.Itoa(d.quicPort)), d.tlsConfig(d.pairName(i)), quicConfig())
 	if err != nil {
 		return nil, err
 	}

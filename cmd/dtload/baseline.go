@@ -18,7 +18,10 @@ const baselineALPN = "dtload-baseline"
 // forwarder is the yardstick: it pairs connections in arrival order (1st
 // with 2nd, 3rd with 4th, ...) on each listener and copies every read to
 // the partner, nothing else. On QUIC it copies the first stream each side
-// opens, and datagrams. Close stops it and waits for its goroutines.
+// opens, and datagrams; there it pairs by the TLS server name, so that
+// dtload's clients can name their partner (pairName), and connections
+// without one in arrival order. Close stops it and waits for its
+// goroutines.
 type forwarder struct {
 	tlsConf *tls.Config
 	tcpLn   net.Listener
@@ -178,8 +181,14 @@ type quicCloser struct{ c *quicgo.Conn }
 
 func (q quicCloser) Close() error { return q.c.CloseWithError(0, "") }
 
+// serveQUIC pairs QUIC connections by their TLS server name. Arrival
+// order is not dial order on QUIC: a connection is accepted once the
+// server has read the client's Finished, which the client sends and
+// forgets, so under load the second party's whole handshake can finish
+// first and two calls would get each other's parties.
 func (f *forwarder) serveQUIC() {
-	var pending *quicgo.Conn
+	var mu sync.Mutex
+	pending := make(map[string]*quicgo.Conn) // by server name; "" holds one without a name
 	for {
 		c, err := f.quicLn.Accept(context.Background())
 		if err != nil {
@@ -189,12 +198,26 @@ func (f *forwarder) serveQUIC() {
 			c.CloseWithError(0, "")
 			return
 		}
-		if pending == nil {
-			pending = c
+		name := c.ConnectionState().TLS.ServerName
+		mu.Lock()
+		a := pending[name]
+		if a == nil {
+			pending[name] = c
+			// One whose partner never comes must not stay.
+			context.AfterFunc(c.Context(), func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if pending[name] == c {
+					delete(pending, name)
+					f.untrack(quicCloser{c})
+				}
+			})
+			mu.Unlock()
 			continue
 		}
-		a, b := pending, c
-		pending = nil
+		delete(pending, name)
+		mu.Unlock()
+		b := c
 		f.wg.Go(func() {
 			defer f.untrack(quicCloser{a}, quicCloser{b})
 			pipeQUIC(a, b)

@@ -87,9 +87,13 @@
 // baseline pairs connections in arrival order (1st with 2nd, 3rd with
 // 4th, ...) on its TLS listener and, separately, on its QUIC listener,
 // and copies every read to the partner, nothing else; on QUIC the first
-// stream each side opens, and datagrams. run --baseline drives it with
-// the same traffic, without login or signalling: a call is two
-// connections dialed in order (so mixed transports cannot meet).
+// stream each side opens, and datagrams. On QUIC, connections that send
+// the same TLS server name pair with each other: a QUIC connection
+// arrives when the server has its handshake done, which under load is
+// not always the order they were dialed in. run --baseline drives it
+// with the same traffic, without login or signalling: a call is two
+// connections dialed in order, over QUIC both naming the call (so mixed
+// transports cannot meet).
 //
 // idle logs --count users in (dial, login, media registration; --transport
 // tcp, quic or datagram), --parallel at a time, holds them idle for

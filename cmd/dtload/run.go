@@ -169,7 +169,7 @@ func (r *runner) target() error {
 	}
 	if c.baseline {
 		n := c.nodes[0]
-		r.base = &baseDialer{host: n.host, tcpPort: n.command, quicPort: n.quic, pin: p}
+		r.base = &baseDialer{host: n.host, tcpPort: n.command, quicPort: n.quic, pin: p, run: newRunName()}
 		return nil
 	}
 	r.nodes = make([]client.Options, len(c.nodes))
@@ -250,10 +250,10 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 func (r *runner) baselineCall(ctx context.Context, i int) (out callOutcome) {
 	out.setup.start = time.Now()
 	r.dialMu.Lock()
-	a, err := r.base.dial(ctx, r.kinds(i, true))
+	a, err := r.base.dial(ctx, r.kinds(i, true), i)
 	var b mediaEnd
 	if err == nil {
-		if b, err = r.base.dial(ctx, r.kinds(i, false)); err != nil {
+		if b, err = r.base.dial(ctx, r.kinds(i, false), i); err != nil {
 			a.(io.Closer).Close()
 		}
 	}

@@ -313,7 +313,7 @@ func TestPinForms(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := &baseDialer{host: "127.0.0.1", tcpPort: f.tcpLn.Addr().(*net.TCPAddr).Port, pin: p}
-			e, err := d.dial(context.Background(), client.TCP)
+			e, err := d.dial(context.Background(), client.TCP, 1)
 			if e != nil {
 				e.(*connEnd).Close()
 			}

@@ -52,14 +52,7 @@ func TestMediaLoopReadsRecords(t *testing.T) {
 	pair, ln := tlsTestListener(t)
 	var loops loopSet
 	defer loops.close()
-	client := make(chan *tls.Conn, 1)
-	go func() { client <- handshaken(dialTestClient(t, ln, nil)) }()
-	c := acceptLoopConn(t, ln, pair, &loops)
-	tc := <-client
-	if tc == nil {
-		t.FailNow()
-	}
-	defer tc.Close()
+	c, tc := loopPair(t, ln, pair, &loops, nil)
 	for _, rec := range []string{"registration", "early"} {
 		tc.Write([]byte(rec))
 	}
@@ -166,14 +159,8 @@ func TestMediaLoopStalledReceiver(t *testing.T) {
 	var conns []*recordConn
 	var clients []*tls.Conn
 	for range 2 {
-		client := make(chan *tls.Conn, 1)
-		go func() { client <- handshaken(dialTestClient(t, ln, nil)) }()
-		conns = append(conns, acceptLoopConn(t, ln, pair, &loops))
-		tc := <-client
-		if tc == nil {
-			t.FailNow()
-		}
-		defer tc.Close()
+		c, tc := loopPair(t, ln, pair, &loops, nil)
+		conns = append(conns, c)
 		clients = append(clients, tc)
 	}
 	stalled, talking := conns[0], conns[1]
@@ -227,6 +214,23 @@ func handshaken(tc *tls.Conn) *tls.Conn {
 	return tc
 }
 
+// loopPair connects a client (its raw connection wrapped by wrap unless
+// nil) to ln and accepts it with acceptLoopConn; the client is closed when
+// t ends, the server side is the caller's.
+func loopPair(t *testing.T, ln net.Listener, pair tls.Certificate, loops *loopSet, wrap func(net.Conn) net.Conn) (*recordConn, *tls.Conn) {
+	t.Helper()
+	client := make(chan *tls.Conn, 1)
+	go func() { client <- handshaken(dialTestClient(t, ln, wrap)) }()
+	c := acceptLoopConn(t, ln, pair, loops)
+	tc := <-client
+	if tc == nil {
+		c.Close()
+		t.FailNow()
+	}
+	t.Cleanup(func() { tc.Close() })
+	return c, tc
+}
+
 // TestMediaLoopHeldBound attacks maxHeld: records written to a detached
 // socket whose client reads nothing, without waiting for them to go (as
 // crypto/tls's own alerts and key updates are), are held up to maxHeld,
@@ -235,15 +239,8 @@ func TestMediaLoopHeldBound(t *testing.T) {
 	pair, ln := tlsTestListener(t)
 	var loops loopSet
 	defer loops.close()
-	client := make(chan *tls.Conn, 1)
-	go func() { client <- handshaken(dialTestClient(t, ln, nil)) }()
-	c := acceptLoopConn(t, ln, pair, &loops)
+	c, _ := loopPair(t, ln, pair, &loops, nil)
 	defer c.Close()
-	tc := <-client
-	if tc == nil {
-		t.FailNow()
-	}
-	defer tc.Close()
 	pushInBackground(c, time.Minute)
 	for c.try.det.Load() == nil {
 		time.Sleep(time.Millisecond)
@@ -312,29 +309,13 @@ func TestMediaLoopFairRounds(t *testing.T) {
 	loops := loopSet{loops: []*mediaLoop{l}}
 	defer loops.close()
 	var corked *corkedConn
-	flooderc := make(chan *tls.Conn, 1)
-	go func() {
-		flooderc <- handshaken(dialTestClient(t, ln, func(raw net.Conn) net.Conn {
-			corked = &corkedConn{Conn: raw}
-			return corked
-		}))
-	}()
-	flooder := acceptLoopConn(t, ln, pair, &loops)
+	flooder, fc := loopPair(t, ln, pair, &loops, func(raw net.Conn) net.Conn {
+		corked = &corkedConn{Conn: raw}
+		return corked
+	})
 	defer flooder.Close()
-	fc := <-flooderc
-	if fc == nil {
-		t.FailNow()
-	}
-	defer fc.Close()
-	otherc := make(chan *tls.Conn, 1)
-	go func() { otherc <- handshaken(dialTestClient(t, ln, nil)) }()
-	other := acceptLoopConn(t, ln, pair, &loops)
+	other, oc := loopPair(t, ln, pair, &loops, nil)
 	defer other.Close()
-	oc := <-otherc
-	if oc == nil {
-		t.FailNow()
-	}
-	defer oc.Close()
 
 	// The flooder's first record holds the loop until the other
 	// connection's record is on its socket too, so that the loop has both

@@ -181,7 +181,7 @@ func (s *Server) bind(c transport.MediaConn, g *gate, reg wire.Registration, log
 		datagram: reg.Datagram,
 		queue:    make(chan *chunk, s.cfg.MediaQueue),
 	}
-	if tw, ok := c.(transport.TryWriter); ok && !reg.Datagram {
+	if tw, ok := c.(transport.TryWriter); ok {
 		ep.direct = tw
 	}
 	s.bindMediaLocked(sess, ep)

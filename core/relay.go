@@ -18,18 +18,21 @@ import (
 // most every IdleTimeout/4 so that a busy call does not reset a timer per
 // frame. A KeptAlive channel has none: the registration's deadline is
 // cleared and its transport notices a vanished peer. A Pusher's transport
-// reads it from an event loop instead, calling received for each frame.
+// reads it itself instead (an event loop, a datagram reader), calling
+// received for each frame.
 func (ep *mediaEndpoint) readLoop() error {
 	s := ep.srv
 	_, keptAlive := ep.conn.(transport.KeptAlive)
-	if p, ok := ep.conn.(transport.Pusher); ok && !keptAlive {
-		err := p.PushMedia(s.cfg.IdleTimeout, ep.received)
+	idle := s.cfg.IdleTimeout
+	if keptAlive {
+		ep.gate.setReadDeadline(time.Time{})
+		idle = 0
+	}
+	if p, ok := ep.conn.(transport.Pusher); ok {
+		err := p.PushMedia(idle, ep.received)
 		if !errors.Is(err, transport.ErrNoPush) {
 			return readError(ep.gate, err)
 		}
-	}
-	if keptAlive {
-		ep.gate.setReadDeadline(time.Time{})
 	}
 	var deadline time.Time
 	for {

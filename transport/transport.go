@@ -96,9 +96,11 @@ const (
 const MaxTryWrite = 512
 
 // Pusher is implemented by media channels that their transport can read
-// from an event loop of its own rather than from a goroutine per channel:
-// no goroutine wakes per frame, and one wake of the loop serves every
-// channel that has data.
+// itself rather than through a goroutine of the caller's per channel: the
+// legacy front from an event loop (one wake of the loop serves every
+// channel that has data), the QUIC front from the reader it runs for a
+// connection's datagrams anyway. Either way no goroutine of the caller
+// wakes per frame.
 type Pusher interface {
 	// PushMedia serves the channel until it ends: it calls deliver with
 	// each payload ReadMedia would have returned, in order, from the

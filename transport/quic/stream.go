@@ -221,6 +221,13 @@ type mediaStream struct {
 	sendErr  error
 	maxDgram int // owned by sendLoop: current max payload size
 
+	// Datagram mode, pushed (PushMedia): receiveDatagrams hands each
+	// datagram to push itself, a goroutine hand-off less per datagram
+	// than through dgrams and ReadMedia.
+	pmu      sync.Mutex
+	push     func([]byte) // under pmu; nil when not pushed
+	lastPush atomic.Int64 // when push last got a datagram (UnixNano), for PushMedia's idle
+
 	closeOnce sync.Once
 	closed    chan struct{} // closed by Close
 }
@@ -228,6 +235,8 @@ type mediaStream struct {
 var (
 	_ transport.MediaConn = (*mediaStream)(nil)
 	_ transport.KeptAlive = (*mediaStream)(nil)
+	_ transport.Pusher    = (*mediaStream)(nil)
+	_ transport.TryWriter = (*mediaStream)(nil)
 )
 
 // dgramQueue is the number of received datagrams held for the relay's
@@ -268,13 +277,17 @@ func (m *mediaStream) readStream() ([]byte, error) {
 	return b, nil
 }
 
+// errAnchorClosed ends datagram media whose anchor stream the client
+// closed.
+var errAnchorClosed = errors.New("datagram media: anchor stream closed")
+
 // readDatagram returns the next datagram payload.
 func (m *mediaStream) readDatagram() ([]byte, error) {
 	select {
 	case d := <-m.dgrams:
 		return d, nil
 	case <-m.gone:
-		return nil, fmt.Errorf("datagram media: anchor stream closed")
+		return nil, errAnchorClosed
 	case <-m.closed:
 		return nil, net.ErrClosed
 	case <-m.rdl.expired():
@@ -310,6 +323,31 @@ func (m *mediaStream) WriteMedia(p []byte) error {
 		return m.sendErr
 	case <-m.wdl.expired():
 		return errTimeout
+	}
+}
+
+// TryWriteMedia queues p for sendLoop if there is room now, in datagram
+// mode; in stream mode it takes nothing (a stream write may wait for the
+// client's flow control), and the relay writes p the usual way. It saves
+// the relay's write loop a wake-up per datagram.
+func (m *mediaStream) TryWriteMedia(p []byte) (transport.TryResult, error) {
+	if !m.dgramOn || len(p) > transport.MaxTryWrite {
+		return transport.NotTaken, nil
+	}
+	select {
+	case <-m.closed:
+		return transport.Written, net.ErrClosed
+	case <-m.sendDone:
+		return transport.Written, m.sendErr
+	case <-m.wdl.expired():
+		return transport.Written, errTimeout
+	default:
+	}
+	select {
+	case m.outbox <- append([]byte(nil), p...): // the caller reuses p
+		return transport.Written, nil
+	default:
+		return transport.NotTaken, nil
 	}
 }
 
@@ -390,12 +428,72 @@ func (m *mediaStream) watchAnchor() {
 	}
 }
 
-// deliver queues a received datagram; when the reader lags, it is dropped.
+// deliver hands a received datagram on: to push while PushMedia runs,
+// else to ReadMedia's queue, where it is dropped when the reader lags.
 func (m *mediaStream) deliver(p []byte) {
+	m.pmu.Lock()
+	if push := m.push; push != nil {
+		m.lastPush.Store(time.Now().UnixNano())
+		push(p)
+		m.pmu.Unlock()
+		return
+	}
+	m.pmu.Unlock()
 	select {
 	case m.dgrams <- p:
 	default:
 		m.c.srv.datagramsDropped.Add(1)
+	}
+}
+
+// PushMedia serves a datagram-mode channel until it ends (see
+// transport.Pusher): the connection's datagram reader calls deliver for
+// each datagram, starting with those queued before. It ends as ReadMedia
+// would fail: the anchor stream closed, Close, or a read deadline passed.
+// In stream mode it returns transport.ErrNoPush.
+func (m *mediaStream) PushMedia(idle time.Duration, deliver func([]byte)) error {
+	if !m.dgramOn {
+		return transport.ErrNoPush
+	}
+	m.pmu.Lock()
+	for queued := true; queued; {
+		select {
+		case p := <-m.dgrams:
+			deliver(p)
+		default:
+			queued = false
+		}
+	}
+	m.push = deliver
+	m.lastPush.Store(time.Now().UnixNano())
+	m.pmu.Unlock()
+	defer func() {
+		m.pmu.Lock()
+		m.push = nil // no deliver runs after PushMedia returns
+		m.pmu.Unlock()
+	}()
+	var idleC <-chan time.Time // nil, never ready, without idle
+	var idleT *time.Timer
+	if idle > 0 {
+		idleT = time.NewTimer(idle)
+		defer idleT.Stop()
+		idleC = idleT.C
+	}
+	for {
+		select {
+		case <-m.gone:
+			return errAnchorClosed
+		case <-m.closed:
+			return net.ErrClosed
+		case <-m.rdl.expired():
+			return errTimeout
+		case <-idleC:
+			quiet := time.Since(time.Unix(0, m.lastPush.Load()))
+			if quiet >= idle {
+				return errTimeout
+			}
+			idleT.Reset(idle - quiet)
+		}
 	}
 }
 

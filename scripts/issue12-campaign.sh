@@ -9,6 +9,7 @@
 #   PARTS="idle storm" ./scripts/issue12-campaign.sh OUT
 #   DTOPERATOR=/path/to/other/build ./scripts/issue12-campaign.sh OUT
 #   PARTS=findmax FINDMAX="quic datagram" ./scripts/issue12-campaign.sh OUT
+#   FINDMAX_START=100 ...                        # first find-max step (280 tcp, 160 QUIC)
 #
 # Parts: cpu (server CPU per call-minute at 200 and 400 tcp calls),
 # findmax (tcp, quic and datagram searches, 2 of 3 runs per step),
@@ -112,7 +113,7 @@ for part in $parts; do
 	findmax)
 		pat='^find-max'
 		for t in ${FINDMAX:-tcp quic datagram}; do
-			s=$(case $t in tcp) echo 280 ;; *) echo 160 ;; esac)
+			s=${FINDMAX_START:-$(case $t in tcp) echo 280 ;; *) echo 160 ;; esac)}
 			for r in $(seq "$rounds"); do
 				measure "fm.$t.dtcall.$r" op "$load" run --find-max $D --transport "$t" --ramp 5s --duration 10s --start "$s" --runs 3 -q
 				measure "fm.$t.fwd.$r" fwd "$load" run --find-max $B --transport "$t" --ramp 5s --duration 10s --start "$s" --runs 3 -q

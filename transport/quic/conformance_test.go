@@ -39,10 +39,6 @@ var (
 		MaxMedia:     1200, // the adapter's first guess at the datagram size
 		Lossy:        true,
 		NoEarlyMedia: true, // datagrams before the mode switch are dropped
-		// Datagram writes go straight to quic-go's SendDatagram
-		// (mediaStream.WriteMedia), which knows neither the channel's write
-		// deadline nor its Close. Issue 10 bounds datagram writes by
-		// MediaWriteTimeout; drop these once that lands.
 	}
 )
 

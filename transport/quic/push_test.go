@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dtcall/dtcall/transport"
+	"github.com/dtcall/dtcall/transport/transporttest"
 )
 
 // pushInBackground runs PushMedia on m and hands on what it delivers and
@@ -21,20 +22,6 @@ func pushInBackground(t *testing.T, m transport.MediaConn, idle time.Duration) (
 	ended := make(chan error, 1)
 	go func() { ended <- p.PushMedia(idle, func(b []byte) { got <- string(b) }) }()
 	return got, ended
-}
-
-func expectDelivered(t *testing.T, got <-chan string, want ...string) {
-	t.Helper()
-	for _, w := range want {
-		select {
-		case g := <-got:
-			if g != w {
-				t.Fatalf("delivered %q, want %q", g, w)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%q not delivered", w)
-		}
-	}
 }
 
 func expectEnd(t *testing.T, ended <-chan error, what string) error {
@@ -65,12 +52,12 @@ func TestDatagramPush(t *testing.T) {
 	// starts with it.
 	time.Sleep(100 * time.Millisecond)
 	got, ended := pushInBackground(t, pipe.Conn, 0)
-	expectDelivered(t, got, "queued")
+	transporttest.ExpectDelivered(t, got, "queued")
 	for _, d := range []string{"one", "two", "three"} {
 		if err := pipe.Peer.WriteMedia([]byte(d)); err != nil {
 			t.Fatal(err)
 		}
-		expectDelivered(t, got, d)
+		transporttest.ExpectDelivered(t, got, d)
 	}
 
 	tw, ok := pipe.Conn.(transport.TryWriter)
@@ -126,7 +113,7 @@ func TestDatagramPushEnds(t *testing.T) {
 			if err := pipe.Peer.WriteMedia([]byte("m")); err != nil {
 				t.Fatal(err)
 			}
-			expectDelivered(t, got, "m")
+			transporttest.ExpectDelivered(t, got, "m")
 		}
 		err := expectEnd(t, ended, "its idle time")
 		if !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dtcall/dtcall/transport/transporttest"
 )
 
 // acceptLoopConn accepts one connection on ln as the front does for
@@ -66,16 +68,7 @@ func TestMediaLoopReadsRecords(t *testing.T) {
 	tc.Write([]byte("D"))
 	tc.Write([]byte("two"))
 	tc.Write([]byte("three"))
-	for _, w := range want {
-		select {
-		case g := <-got:
-			if g != w {
-				t.Fatalf("delivered %q, want %q", g, w)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%q not delivered", w)
-		}
-	}
+	transporttest.ExpectDelivered(t, got, want...)
 	if c.try.det.Load() == nil {
 		t.Fatal("the socket was not detached into the loop")
 	}

@@ -226,6 +226,7 @@ type mediaStream struct {
 	// than through dgrams and ReadMedia.
 	pmu      sync.Mutex
 	push     func([]byte) // under pmu; nil when not pushed
+	timed    bool         // under pmu: the push has an idle time, lastPush counts
 	lastPush atomic.Int64 // when push last got a datagram (UnixNano), for PushMedia's idle
 
 	closeOnce sync.Once
@@ -433,7 +434,9 @@ func (m *mediaStream) watchAnchor() {
 func (m *mediaStream) deliver(p []byte) {
 	m.pmu.Lock()
 	if push := m.push; push != nil {
-		m.lastPush.Store(time.Now().UnixNano())
+		if m.timed {
+			m.lastPush.Store(time.Now().UnixNano())
+		}
 		push(p)
 		m.pmu.Unlock()
 		return
@@ -464,7 +467,7 @@ func (m *mediaStream) PushMedia(idle time.Duration, deliver func([]byte)) error 
 			queued = false
 		}
 	}
-	m.push = deliver
+	m.push, m.timed = deliver, idle > 0
 	m.lastPush.Store(time.Now().UnixNano())
 	m.pmu.Unlock()
 	defer func() {

@@ -71,6 +71,14 @@ func TestDatagramPush(t *testing.T) {
 		t.Fatalf("the client got %q, %v", b, err)
 	}
 
+	// A write deadline that has passed fails the direct write at once.
+	pipe.Conn.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	time.Sleep(100 * time.Millisecond)
+	if _, err := tw.TryWriteMedia([]byte("late")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("TryWriteMedia past its write deadline: %v, want a timeout", err)
+	}
+	pipe.Conn.SetWriteDeadline(time.Time{})
+
 	pipe.Conn.SetReadDeadline(time.Unix(1, 0)) // the core's closed mark
 	if err := expectEnd(t, ended, "a read deadline in the past"); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("the push ended with %v, want a timeout", err)

@@ -305,14 +305,8 @@ func (m *mediaStream) WriteMedia(p []byte) error {
 		_, err := m.st.Write(p)
 		return err
 	}
-	select {
-	case <-m.closed:
-		return net.ErrClosed
-	case <-m.sendDone:
-		return m.sendErr
-	case <-m.wdl.expired():
-		return errTimeout // a deadline in the past fails at once, as on sockets
-	default:
+	if err := m.datagramWriteFailed(); err != nil {
+		return err
 	}
 	p = append([]byte(nil), p...) // the caller reuses p
 	select {
@@ -327,6 +321,22 @@ func (m *mediaStream) WriteMedia(p []byte) error {
 	}
 }
 
+// datagramWriteFailed says why a datagram write fails at once, if it
+// does: the stream is closed, sendLoop failed, or the write deadline is
+// past (which fails a write at once, as on sockets).
+func (m *mediaStream) datagramWriteFailed() error {
+	select {
+	case <-m.closed:
+		return net.ErrClosed
+	case <-m.sendDone:
+		return m.sendErr
+	case <-m.wdl.expired():
+		return errTimeout
+	default:
+		return nil
+	}
+}
+
 // TryWriteMedia queues p for sendLoop if there is room now, in datagram
 // mode; in stream mode it takes nothing (a stream write may wait for the
 // client's flow control), and the relay writes p the usual way. It saves
@@ -335,14 +345,8 @@ func (m *mediaStream) TryWriteMedia(p []byte) (transport.TryResult, error) {
 	if !m.dgramOn || len(p) > transport.MaxTryWrite {
 		return transport.NotTaken, nil
 	}
-	select {
-	case <-m.closed:
-		return transport.Written, net.ErrClosed
-	case <-m.sendDone:
-		return transport.Written, m.sendErr
-	case <-m.wdl.expired():
-		return transport.Written, errTimeout
-	default:
+	if err := m.datagramWriteFailed(); err != nil {
+		return transport.Written, err
 	}
 	select {
 	case m.outbox <- append([]byte(nil), p...): // the caller reuses p
